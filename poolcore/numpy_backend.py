@@ -1,0 +1,405 @@
+"""The reference backend: vectorised numpy, always available.
+
+N-D pooling of the separable ops (max, min, sum, avg, lp) is a chain of 1-D passes, one per
+pooled axis (a box window is the product of 1-D windows, and max/min/sum are associative), as
+scipy.ndimage's filters do. Each pass handles the windows that lie wholly inside the input from
+strided views, and the few edge windows that touch padding from a small padded copy of the edge,
+so no pass copies the whole input to pad it. Median is not separable and has its own gather.
+
+No Python loop runs over pixels: loops run over taps of a window (short) or over the
+O(log k) levels of the doubling scheme used for large kernels, whose cost per element does not
+grow with k (the compiled backend uses van Herk / Gil-Werman instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .geometry import AdaptiveSpec, PoolSpec, Window, adaptive_bounds
+
+_UFUNC = {"max": np.maximum, "min": np.minimum, "sum": np.add}
+
+# Median gathers k-fold copies of the input; bound them to this many elements per band.
+MEDIAN_BAND_ELEMENTS = 1 << 22
+
+
+# --------------------------------------------------------------------------- dtype rules
+
+
+def accumulator(dtype: np.dtype) -> np.dtype:
+    """Dtype in which sums run: float64 (or wider) for floats, 64-bit ints for ints."""
+    if dtype.kind == "f":
+        return np.promote_types(dtype, np.float64)
+    if dtype.kind == "u":
+        return np.dtype(np.uint64)
+    return np.dtype(np.int64)
+
+
+def identity(op: str, dtype: np.dtype):
+    """The value padding takes in a pass: it never wins a max/min and adds nothing to a sum."""
+    if op == "sum":
+        return 0
+    high = op == "min"
+    if dtype.kind == "b":
+        return high
+    if dtype.kind == "f":
+        return np.inf if high else -np.inf
+    info = np.iinfo(dtype)
+    return info.max if high else info.min
+
+
+def round_half_away(v: np.ndarray) -> np.ndarray:
+    """Round floats to the nearest integer, ties away from zero (as Pillow, OpenCV, libvips)."""
+    return np.copysign(np.floor(np.abs(v) + 0.5), v)
+
+
+def float_to_int(v: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round to nearest (ties away from zero), saturate to ``dtype``; NaN becomes 0."""
+    info = np.iinfo(dtype)
+    r = round_half_away(v)
+    r = np.nan_to_num(r, nan=0.0, posinf=float(info.max), neginf=float(info.min))
+    # float(info.max) may round up past the range for 64-bit ints; compare before casting.
+    out = np.empty(r.shape, dtype)
+    too_high = r >= float(info.max)
+    too_low = r <= float(info.min)
+    np.copyto(out, r, casting="unsafe")
+    out[too_high] = info.max
+    out[too_low] = info.min
+    return out
+
+
+def divide_round(total: np.ndarray, divisor: np.ndarray) -> np.ndarray:
+    """Exact integer ``total / divisor`` rounded to nearest, ties away from zero."""
+    divisor = np.maximum(divisor, 1).astype(total.dtype)  # an empty window sums to 0
+    q = total // divisor
+    r = total - q * divisor  # 0 <= r < divisor (floor division)
+    twice = 2 * r
+    # q >= 0: round up at exactly half; q < 0: the value is q + r/div < 0, so a half rounds
+    # away from zero, i.e. down to q.
+    if total.dtype.kind == "u":
+        return q + (twice >= divisor)
+    return q + ((twice > divisor) | ((twice == divisor) & (q >= 0)))
+
+
+# --------------------------------------------------------------------------- 1-D passes
+
+
+def _take(x: np.ndarray, axis: int, start: int, count: int, step: int) -> np.ndarray:
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, start + (count - 1) * step + 1, step)
+    return x[tuple(index)]
+
+
+def _segment(
+    x: np.ndarray, axis: int, lo: int, hi: int, fill, pre: Callable | None, dtype: np.dtype
+) -> np.ndarray:
+    """``pre(x[lo:hi])`` along ``axis`` as ``dtype``, with ``fill`` standing in for positions
+    outside the input (padding, ceil_mode overhang). Only edge segments take this copy."""
+    n = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = hi - lo
+    seg = np.full(shape, fill, dtype=dtype)
+    a, b = max(lo, 0), min(hi, n)
+    if a < b:
+        dst = [slice(None)] * x.ndim
+        dst[axis] = slice(a - lo, b - lo)
+        real = _take(x, axis, a, b - a, 1)
+        seg[tuple(dst)] = pre(real) if pre else real
+    return seg
+
+
+def _valid_reduce(
+    x: np.ndarray, axis: int, count: int, k: int, s: int, d: int, op: str, acc: np.dtype,
+    pre: Callable[[np.ndarray], np.ndarray] | None,
+) -> np.ndarray:
+    """Reduce windows starting at 0, s, 2s, ... (``count`` of them, all inside ``x``)."""
+    ufunc = _UFUNC[op]
+    span = d * (k - 1) + 1
+    length = (count - 1) * s + span
+    levels = k.bit_length() - 1
+    direct_cost = k * count
+    doubling_cost = (levels + k.bit_count()) * length
+    if k <= 2 or direct_cost <= doubling_cost:
+        # Few taps: accumulate the k strided views of the taps.
+        first = _take(x, axis, 0, count, s)
+        res = pre(first).astype(acc, copy=False) if pre else first.astype(acc, copy=True)
+        for j in range(1, k):
+            tap = _take(x, axis, j * d, count, s)
+            ufunc(res, pre(tap) if pre else tap, out=res, casting="unsafe")
+        return res
+    # Many taps: partial reductions over 1, 2, 4, ... taps (each level one pass over the row),
+    # then each window combines the levels of k's binary digits. O(log k) work per element.
+    level = _take(x, axis, 0, length, 1)
+    level = (pre(level) if pre else level).astype(acc, copy=True)
+    res = None
+    offset = 0
+    width = 1  # taps covered by one element of `level`
+    while True:
+        if k & width:
+            part = _take(level, axis, offset * d, count, s)
+            if res is None:
+                res = part.copy()
+            else:
+                ufunc(res, part, out=res)
+            offset += width
+        if width * 2 > k:
+            return res
+        shift = width * d
+        n = level.shape[axis]
+        level = ufunc(_take(level, axis, 0, n - shift, 1), _take(level, axis, shift, n - shift, 1))
+        width *= 2
+
+
+def reduce_1d(
+    x: np.ndarray, axis: int, w: Window, op: str, acc: np.dtype | None = None,
+    pre: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """One pass of ``op`` ('max', 'min' or 'sum') along ``axis`` over the windows ``w``.
+
+    ``acc`` is the result dtype (default: the input's); ``pre`` maps input values first (|x|,
+    x**p) without materialising the mapped input. Padding and ceil_mode overhang take the op's
+    identity, so they never win a max and add nothing to a sum.
+    """
+    acc = np.dtype(acc or x.dtype)
+    lo, hi = w.interior()
+    # Edge segments hold mapped values already, in the dtype the mapping produces.
+    seg_dtype = acc if pre is not None else x.dtype
+    fill = identity(op, seg_dtype)
+
+    def edge(o0: int, o1: int) -> np.ndarray:
+        first = o0 * w.s - w.p
+        last = first + (o1 - 1 - o0) * w.s + w.span
+        seg = _segment(x, axis, first, last, fill, pre, seg_dtype)
+        return _valid_reduce(seg, axis, o1 - o0, w.k, w.s, w.d, op, acc, None)
+
+    if lo >= hi:  # no window fits inside the input: one padded segment serves them all
+        return edge(0, w.out)
+    shape = list(x.shape)
+    shape[axis] = w.out
+    out = np.empty(shape, dtype=acc)
+    for o0, o1, interior in ((0, lo, False), (lo, hi, True), (hi, w.out, False)):
+        if o0 >= o1:
+            continue
+        if interior:
+            inside = _take(x, axis, o0 * w.s - w.p, (o1 - 1 - o0) * w.s + w.span, 1)
+            values = _valid_reduce(inside, axis, o1 - o0, w.k, w.s, w.d, op, acc, pre)
+        else:
+            values = edge(o0, o1)
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(o0, o1)
+        out[tuple(index)] = values
+    return out
+
+
+# --------------------------------------------------------------------------- N-D ops
+
+
+def _broadcast_counts(ndim: int, axes, per_axis) -> np.ndarray:
+    """The product of per-axis window counts, shaped to broadcast against the output."""
+    total = np.ones([1] * ndim, dtype=np.int64)
+    for ax, c in zip(axes, per_axis):
+        shape = [1] * ndim
+        shape[ax] = len(c)
+        total = total * np.asarray(c, dtype=np.int64).reshape(shape)
+    return total
+
+
+def finish_mean(total: np.ndarray, counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``total / counts`` in ``dtype``: float division (0/0 is NaN), or exact integer division
+    rounded to nearest with ties away from zero."""
+    if dtype.kind in "iu":
+        return divide_round(total, counts).astype(dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(total, counts, out=total)
+    return total.astype(dtype, copy=False)
+
+
+def _separable(x: np.ndarray, spec: PoolSpec, op: str, acc, pre) -> np.ndarray:
+    for ax, w in zip(spec.axes, spec.windows):
+        x = reduce_1d(x, ax, w, op, acc, pre)
+        pre = None  # only the first pass sees raw input values
+    return x
+
+
+def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
+    """N-D pooling of a validated call (see :func:`poolcore.pool` for the semantics)."""
+    op, dtype = spec.op, x.dtype
+    if op in ("max", "min"):
+        return _separable(x, spec, op, None, None)
+    if op == "median":
+        lo_hi = [w.real_taps() for w in spec.windows]
+        groups = [_tap_groups(w.starts(), lo, hi, w.d) for w, (lo, hi) in zip(spec.windows, lo_hi)]
+        return median_gather(x, spec.axes, groups, spec.out_shape(x.shape))
+    acc = accumulator(dtype)
+    if op == "sum":
+        total = _separable(x, spec, "sum", acc, None)
+        return total if dtype.kind in "iu" else total.astype(dtype, copy=False)
+    counts = _broadcast_counts(
+        x.ndim, spec.axes, [w.counts(spec.count_include_pad) for w in spec.windows]
+    )
+    if op == "avg":
+        return finish_mean(_separable(x, spec, "sum", acc, None), counts, dtype)
+    return _lp(x, spec, counts)
+
+
+def _lp(x: np.ndarray, spec: PoolSpec, counts: np.ndarray) -> np.ndarray:
+    """PyTorch's lp_pool (torch/nn/functional.py): ``(avg(x**p) * kernel_volume) ** (1/p)``,
+    the average taken with the avg divisor rules, the sign of the sum kept (so an odd or
+    fractional p on negative sums gives NaN, as torch); p = +-inf is max / min of |x|."""
+    dtype = x.dtype
+    work = np.promote_types(dtype, np.float64) if dtype.kind == "f" else np.dtype(np.float64)
+    p = float(spec.p)
+    if np.isinf(p):
+        res = _separable(x, spec, "max" if p > 0 else "min", work,
+                         lambda v: np.abs(v.astype(work, copy=False)))
+    else:
+        total = _separable(x, spec, "sum", work, lambda v: np.power(v.astype(work), p))
+        volume = float(np.prod([w.k for w in spec.windows]))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            np.divide(total, counts, out=total)
+            total *= volume
+            res = np.power(total, 1.0 / p, out=total)
+    if dtype.kind in "iu":
+        return float_to_int(res, dtype)
+    return res.astype(dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- median
+
+
+def _tap_groups(starts: np.ndarray, lo: np.ndarray, hi: np.ndarray, d: int):
+    """Split one axis's windows into groups of equal real-tap pattern. Each group is
+    ``(outputs, index)`` with ``index[o, j]`` the input position of real tap j of output o."""
+    groups = []
+    keys = np.stack([lo, hi], axis=1)
+    for key in np.unique(keys, axis=0):
+        outputs = np.flatnonzero((keys == key).all(axis=1))
+        taps = np.arange(key[0], key[1], dtype=np.int64)
+        groups.append((outputs, starts[outputs, None] + taps[None, :] * d))
+    return groups
+
+
+def _median_last(v: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Median along the last axis: the middle element, or the mean of the two middle ones
+    (floats in float32 or wider, ints exactly with ties away from zero); NaN propagates."""
+    t = v.shape[-1]
+    if t == 0:
+        return np.zeros(v.shape[:-1], dtype) if dtype.kind in "iu" else np.full(
+            v.shape[:-1], np.nan, dtype)
+    half = t // 2
+    kth = (half - 1, half) if t % 2 == 0 else (half,)
+    part = np.partition(v, kth, axis=-1)
+    hi = part[..., half]
+    if t % 2 == 0:
+        lo = part[..., half - 1]
+        if dtype.kind in "iu":
+            # floor halves plus remainders: exact for every 64-bit value, no overflow
+            a, b = lo // 2, hi // 2
+            rem = (lo - 2 * a) + (hi - 2 * b)  # 0, 1 or 2
+            mid = a + b + rem // 2
+            odd = rem == 1  # the mean ends in .5: round away from zero
+            up = odd & (mid >= 0)
+            hi = (mid + up).astype(dtype)
+        else:
+            work = np.promote_types(dtype, np.float64)  # (a+b)/2 exact, then one rounding
+            hi = ((lo.astype(work) + hi.astype(work)) / 2).astype(dtype)
+    if dtype.kind == "f":
+        nan = np.isnan(v).any(axis=-1)
+        if nan.any():
+            hi = np.where(nan, np.array(np.nan, dtype), hi)
+    return hi
+
+
+def median_gather(x: np.ndarray, axes, groups, out_shape) -> np.ndarray:
+    """Median over windows given per axis as tap groups (see :func:`_tap_groups`).
+
+    Median is not separable (the median of medians is not the median), so each output gathers
+    its whole N-D window. Windows are processed group by group (interior, each edge) and in
+    bands along the first pooled axis, so the gathered copy stays near MEDIAN_BAND_ELEMENTS.
+    """
+    dtype = x.dtype
+    m = len(axes)
+    rest = [a for a in range(x.ndim) if a not in axes]
+    xt = np.moveaxis(x, list(axes), list(range(x.ndim - m, x.ndim)))
+    out = np.empty([out_shape[a] for a in rest] + [out_shape[a] for a in axes], dtype)
+    rest_size = int(np.prod([x.shape[a] for a in rest], dtype=np.int64))
+    for combo in _product(groups):
+        taps = int(np.prod([idx.shape[1] for _, idx in combo], dtype=np.int64))
+        inner = int(np.prod([len(o) for o, _ in combo[1:]], dtype=np.int64))
+        per_row = max(1, rest_size * inner * max(taps, 1))
+        band = max(1, MEDIAN_BAND_ELEMENTS // per_row)
+        outs0, idx0 = combo[0]
+        for b0 in range(0, len(outs0), band):
+            parts = [(outs0[b0:b0 + band], idx0[b0:b0 + band])] + list(combo[1:])
+            index = []
+            for i, (_, idx) in enumerate(parts):
+                shape = [1] * (2 * m)
+                shape[i], shape[m + i] = idx.shape
+                index.append(idx.reshape(shape))
+            gathered = xt[(Ellipsis, *index)]
+            gathered = gathered.reshape(gathered.shape[: gathered.ndim - m] + (-1,))
+            if taps == 0:
+                gathered = gathered[..., :0]
+            values = _median_last(gathered, dtype)
+            out[(Ellipsis, *np.ix_(*[o for o, _ in parts]))] = values
+    return np.moveaxis(out, list(range(x.ndim - m, x.ndim)), list(axes))
+
+
+def _product(groups):
+    combos = [[]]
+    for axis_groups in groups:
+        combos = [c + [g] for c in combos for g in axis_groups]
+    return combos
+
+
+# --------------------------------------------------------------------------- adaptive
+
+
+def _adaptive_1d(x: np.ndarray, axis: int, n_out: int, op: str, acc) -> np.ndarray:
+    starts, ends = adaptive_bounds(x.shape[axis], n_out)
+    shape = list(x.shape)
+    shape[axis] = n_out
+    out = np.empty(shape, dtype=acc or x.dtype)
+    ufunc = _UFUNC[op]
+    lengths = ends - starts
+    for length in np.unique(lengths):  # at most a few distinct window lengths
+        outputs = np.flatnonzero(lengths == length)
+        res = np.take(x, starts[outputs], axis=axis).astype(out.dtype, copy=False)
+        for j in range(1, int(length)):
+            ufunc(res, np.take(x, starts[outputs] + j, axis=axis), out=res, casting="unsafe")
+        index = [slice(None)] * x.ndim
+        index[axis] = outputs
+        out[tuple(index)] = res
+    return out
+
+
+def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
+    """Adaptive pooling of a validated call (see :func:`poolcore.adaptive_pool`)."""
+    op, dtype = spec.op, x.dtype
+    out_shape = spec.out_shape(x.shape)
+    if 0 in out_shape:
+        res_dtype = accumulator(dtype) if op == "sum" and dtype.kind in "iu" else dtype
+        return np.empty(out_shape, res_dtype)
+    if op == "median":
+        groups = []
+        for ax, o in zip(spec.axes, spec.sizes):
+            starts, ends = adaptive_bounds(x.shape[ax], o)
+            lengths = ends - starts
+            zeros = np.zeros_like(starts)
+            groups.append(_tap_groups(starts, zeros, lengths, 1))
+        return median_gather(x, spec.axes, groups, out_shape)
+    acc = None if op in ("max", "min") else accumulator(dtype)
+    res = x
+    for ax, o in zip(spec.axes, spec.sizes):
+        res = _adaptive_1d(res, ax, o, "sum" if op == "avg" else op, acc)
+    if op in ("max", "min"):
+        return res
+    if op == "sum":
+        return res if dtype.kind in "iu" else res.astype(dtype, copy=False)
+    per_axis = []
+    for ax, o in zip(spec.axes, spec.sizes):
+        starts, ends = adaptive_bounds(x.shape[ax], o)
+        per_axis.append(ends - starts)
+    return finish_mean(res, _broadcast_counts(x.ndim, spec.axes, per_axis), dtype)
