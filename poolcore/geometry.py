@@ -212,7 +212,9 @@ def adaptive_sizes(
             raise ValueError(f"adaptive pooling needs a non-empty input, but axis {ax} is empty")
         o = n if v is None else _as_int("output_size", v)
         if o < 0:
-            raise ValueError(f"`output_size` must be >= 0 on every pooled axis, got {output_size!r}")
+            raise ValueError(
+                f"`output_size` must be >= 0 on every pooled axis, got {output_size!r}"
+            )
         sizes.append(o)
     return tuple(sizes)
 
