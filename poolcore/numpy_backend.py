@@ -28,13 +28,21 @@ MEDIAN_BAND_ELEMENTS = 1 << 22
 # --------------------------------------------------------------------------- dtype rules
 
 
-def accumulator(dtype: np.dtype) -> np.dtype:
-    """Dtype in which sums run: float64 (or wider) for floats, 64-bit ints for ints."""
+def accumulator(dtype: np.dtype, volume: int | None = None) -> np.dtype:
+    """Dtype in which sums run: float64 (or wider) for floats; for ints the narrowest integer
+    that holds ``volume`` terms plus a rounding half without overflow (uint16 for 2x2 windows
+    of uint8: exact, and a quarter of the memory traffic of int64), else 64-bit."""
     if dtype.kind == "f":
         return np.promote_types(dtype, np.float64)
-    if dtype.kind == "u":
-        return np.dtype(np.uint64)
-    return np.dtype(np.int64)
+    unsigned = dtype.kind == "u"
+    if volume is not None:
+        info = np.iinfo(dtype)
+        need = (volume + 1) * max(abs(int(info.min)), int(info.max))
+        for bits in (16, 32):
+            candidate = np.dtype(f"{'u' if unsigned else 'i'}{bits // 8}")
+            if bits > 8 * dtype.itemsize and need <= np.iinfo(candidate).max:
+                return candidate
+    return np.dtype(np.uint64 if unsigned else np.int64)
 
 
 def identity(op: str, dtype: np.dtype):
@@ -209,7 +217,12 @@ def _broadcast_counts(ndim: int, axes, per_axis) -> np.ndarray:
 def finish_mean(total: np.ndarray, counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``total / counts`` in ``dtype``: float division (0/0 is NaN), or exact integer division
     rounded to nearest with ties away from zero."""
-    if dtype.kind in "iu":
+    if dtype.kind == "u":  # non-negative: round half up is (total + counts//2) // counts
+        counts = np.maximum(counts, 1).astype(total.dtype)
+        np.add(total, counts // 2, out=total)
+        np.floor_divide(total, counts, out=total)
+        return total.astype(dtype)
+    if dtype.kind == "i":
         return divide_round(total, counts).astype(dtype)
     with np.errstate(invalid="ignore", divide="ignore"):
         np.divide(total, counts, out=total)
@@ -232,10 +245,11 @@ def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
         lo_hi = [w.real_taps() for w in spec.windows]
         groups = [_tap_groups(w.starts(), lo, hi, w.d) for w, (lo, hi) in zip(spec.windows, lo_hi)]
         return median_gather(x, spec.axes, groups, spec.out_shape(x.shape))
-    acc = accumulator(dtype)
+    volume = int(np.prod([w.k for w in spec.windows]))
+    acc = accumulator(dtype, volume)
     if op == "sum":
         total = _separable(x, spec, "sum", acc, None)
-        return total if dtype.kind in "iu" else total.astype(dtype, copy=False)
+        return total.astype(accumulator(dtype) if dtype.kind in "iu" else dtype, copy=False)
     counts = _broadcast_counts(
         x.ndim, spec.axes, [w.counts(spec.count_include_pad) for w in spec.windows]
     )
