@@ -21,6 +21,8 @@ from .geometry import AdaptiveSpec, PoolSpec, Window, adaptive_bounds
 
 _UFUNC = {"max": np.maximum, "min": np.minimum, "sum": np.add}
 
+# Separable passes over large inputs run in bands of about this many bytes of accumulator.
+BAND_BYTES = 1 << 23
 # Median gathers k-fold copies of the input; bound them to this many elements per band.
 MEDIAN_BAND_ELEMENTS = 1 << 22
 
@@ -162,42 +164,38 @@ def _valid_reduce(
 
 def reduce_1d(
     x: np.ndarray, axis: int, w: Window, op: str, acc: np.dtype | None = None,
-    pre: Callable[[np.ndarray], np.ndarray] | None = None,
+    pre: Callable[[np.ndarray], np.ndarray] | None = None, outputs: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """One pass of ``op`` ('max', 'min' or 'sum') along ``axis`` over the windows ``w``.
 
     ``acc`` is the result dtype (default: the input's); ``pre`` maps input values first (|x|,
-    x**p) without materialising the mapped input. Padding and ceil_mode overhang take the op's
-    identity, so they never win a max and add nothing to a sum.
+    x**p) without materialising the mapped input; ``outputs`` restricts the pass to the
+    windows ``[o0, o1)`` (a band). Padding and ceil_mode overhang take the op's identity, so
+    they never win a max and add nothing to a sum.
     """
     acc = np.dtype(acc or x.dtype)
+    first, stop = outputs or (0, w.out)
     lo, hi = w.interior()
     # Edge segments hold mapped values already, in the dtype the mapping produces.
     seg_dtype = acc if pre is not None else x.dtype
     fill = identity(op, seg_dtype)
-
-    def edge(o0: int, o1: int) -> np.ndarray:
-        first = o0 * w.s - w.p
-        last = first + (o1 - 1 - o0) * w.s + w.span
-        seg = _segment(x, axis, first, last, fill, pre, seg_dtype)
-        return _valid_reduce(seg, axis, o1 - o0, w.k, w.s, w.d, op, acc, None)
-
-    if lo >= hi:  # no window fits inside the input: one padded segment serves them all
-        return edge(0, w.out)
     shape = list(x.shape)
-    shape[axis] = w.out
+    shape[axis] = stop - first
     out = np.empty(shape, dtype=acc)
-    for o0, o1, interior in ((0, lo, False), (lo, hi, True), (hi, w.out, False)):
+    # Windows before the interior, inside it, and after it; each part fills its slice of out.
+    for o0, o1, inside in ((first, min(stop, lo), False), (max(first, lo), min(stop, hi), True),
+                           (max(first, hi, lo), stop, False)):
         if o0 >= o1:
             continue
-        if interior:
-            inside = _take(x, axis, o0 * w.s - w.p, (o1 - 1 - o0) * w.s + w.span, 1)
-            values = _valid_reduce(inside, axis, o1 - o0, w.k, w.s, w.d, op, acc, pre)
+        start = o0 * w.s - w.p
+        length = (o1 - 1 - o0) * w.s + w.span
+        if inside:
+            seg, seg_pre = _take(x, axis, start, length, 1), pre
         else:
-            values = edge(o0, o1)
+            seg, seg_pre = _segment(x, axis, start, start + length, fill, pre, seg_dtype), None
         index = [slice(None)] * x.ndim
-        index[axis] = slice(o0, o1)
-        out[tuple(index)] = values
+        index[axis] = slice(o0 - first, o1 - first)
+        out[tuple(index)] = _valid_reduce(seg, axis, o1 - o0, w.k, w.s, w.d, op, acc, seg_pre)
     return out
 
 
@@ -217,6 +215,8 @@ def _broadcast_counts(ndim: int, axes, per_axis) -> np.ndarray:
 def finish_mean(total: np.ndarray, counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``total / counts`` in ``dtype``: float division (0/0 is NaN), or exact integer division
     rounded to nearest with ties away from zero."""
+    if counts.size and counts.min() == counts.max():
+        counts = counts.reshape(-1)[:1].reshape(())  # one divisor: a scalar is much faster
     if dtype.kind == "u":  # non-negative: round half up is (total + counts//2) // counts
         counts = np.maximum(counts, 1).astype(total.dtype)
         np.add(total, counts // 2, out=total)
@@ -229,55 +229,88 @@ def finish_mean(total: np.ndarray, counts: np.ndarray, dtype: np.dtype) -> np.nd
     return total.astype(dtype, copy=False)
 
 
-def _separable(x: np.ndarray, spec: PoolSpec, op: str, acc, pre) -> np.ndarray:
-    for ax, w in zip(spec.axes, spec.windows):
-        x = reduce_1d(x, ax, w, op, acc, pre)
-        pre = None  # only the first pass sees raw input values
-    return x
+def _separable(
+    x: np.ndarray, spec: PoolSpec, op: str, acc, pre=None, finish=None
+) -> np.ndarray:
+    """The 1-D passes of ``op`` over every pooled axis, then ``finish(band, outputs)``.
+
+    Large inputs run in bands of output rows along the first pooled axis, every pass and the
+    finish done per band, so temporaries (the wider accumulator, ``pre``'s mapped taps) stay
+    near BAND_BYTES instead of scaling with the input.
+    """
+    ax0, w0 = spec.axes[0], spec.windows[0]
+    row_bytes = x.size // max(x.shape[ax0], 1) * np.dtype(acc or x.dtype).itemsize
+    rows = max(1, BAND_BYTES // max(row_bytes, 1))
+    out = None
+    for o0 in range(0, w0.out, rows):
+        o1 = min(o0 + rows, w0.out)
+        band = reduce_1d(x, ax0, w0, op, acc, pre, (o0, o1))
+        for ax, w in zip(spec.axes[1:], spec.windows[1:]):
+            band = reduce_1d(band, ax, w, op, acc)
+        if finish is not None:
+            band = finish(band, (o0, o1))
+        if o0 == 0 and o1 == w0.out:
+            return band
+        if out is None:
+            out = np.empty(spec.out_shape(x.shape), band.dtype)
+        index = [slice(None)] * x.ndim
+        index[ax0] = slice(o0, o1)
+        out[tuple(index)] = band
+    return out
 
 
 def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
     """N-D pooling of a validated call (see :func:`poolcore.pool` for the semantics)."""
     op, dtype = spec.op, x.dtype
     if op in ("max", "min"):
-        return _separable(x, spec, op, None, None)
+        return _separable(x, spec, op, None)
     if op == "median":
         lo_hi = [w.real_taps() for w in spec.windows]
         groups = [_tap_groups(w.starts(), lo, hi, w.d) for w, (lo, hi) in zip(spec.windows, lo_hi)]
         return median_gather(x, spec.axes, groups, spec.out_shape(x.shape))
     volume = int(np.prod([w.k for w in spec.windows]))
-    acc = accumulator(dtype, volume)
     if op == "sum":
-        total = _separable(x, spec, "sum", acc, None)
-        return total.astype(accumulator(dtype) if dtype.kind in "iu" else dtype, copy=False)
-    counts = _broadcast_counts(
-        x.ndim, spec.axes, [w.counts(spec.count_include_pad) for w in spec.windows]
-    )
+        out_dtype = accumulator(dtype) if dtype.kind in "iu" else dtype
+        return _separable(x, spec, "sum", accumulator(dtype, volume),
+                          finish=lambda band, _: band.astype(out_dtype, copy=False))
+    per_axis = [w.counts(spec.count_include_pad) for w in spec.windows]
+
+    def band_counts(outputs):
+        # The divisor of a band's windows, made per band: the full product of per-axis counts
+        # would be an int64 array as large as the output.
+        o0, o1 = outputs
+        return _broadcast_counts(x.ndim, spec.axes, [per_axis[0][o0:o1], *per_axis[1:]])
+
     if op == "avg":
-        return finish_mean(_separable(x, spec, "sum", acc, None), counts, dtype)
-    return _lp(x, spec, counts)
+        return _separable(x, spec, "sum", accumulator(dtype, volume),
+                          finish=lambda band, o: finish_mean(band, band_counts(o), dtype))
+    return _lp(x, spec, band_counts, float(volume))
 
 
-def _lp(x: np.ndarray, spec: PoolSpec, counts: np.ndarray) -> np.ndarray:
+def _lp(x: np.ndarray, spec: PoolSpec, band_counts, volume: float) -> np.ndarray:
     """PyTorch's lp_pool (torch/nn/functional.py): ``(avg(x**p) * kernel_volume) ** (1/p)``,
     the average taken with the avg divisor rules, the sign of the sum kept (so an odd or
     fractional p on negative sums gives NaN, as torch); p = +-inf is max / min of |x|."""
     dtype = x.dtype
     work = np.promote_types(dtype, np.float64) if dtype.kind == "f" else np.dtype(np.float64)
     p = float(spec.p)
+
+    def to_dtype(res):
+        return float_to_int(res, dtype) if dtype.kind in "iu" else res.astype(dtype, copy=False)
+
     if np.isinf(p):
-        res = _separable(x, spec, "max" if p > 0 else "min", work,
-                         lambda v: np.abs(v.astype(work, copy=False)))
-    else:
-        total = _separable(x, spec, "sum", work, lambda v: np.power(v.astype(work), p))
-        volume = float(np.prod([w.k for w in spec.windows]))
+        return _separable(x, spec, "max" if p > 0 else "min", work,
+                          pre=lambda v: np.abs(v.astype(work, copy=False)),
+                          finish=lambda band, _: to_dtype(band))
+
+    def finish(total, outputs):
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            np.divide(total, counts, out=total)
+            np.divide(total, band_counts(outputs), out=total)
             total *= volume
-            res = np.power(total, 1.0 / p, out=total)
-    if dtype.kind in "iu":
-        return float_to_int(res, dtype)
-    return res.astype(dtype, copy=False)
+            return to_dtype(np.power(total, 1.0 / p, out=total))
+
+    return _separable(x, spec, "sum", work, pre=lambda v: np.power(v.astype(work), p),
+                      finish=finish)
 
 
 # --------------------------------------------------------------------------- median
