@@ -1,0 +1,1 @@
+"""The ``poolimg`` command (see :mod:`cli.main`)."""

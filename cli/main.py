@@ -1,0 +1,364 @@
+"""The ``poolimg`` command: parse the options, build a Pipeline and BatchOptions, iterate
+``poolcore.batch.run`` under a progress bar, write the report, exit with the summary's code.
+
+numpy, Pillow, tqdm and poolcore are imported inside the command, so that ``--help`` and
+``--version`` start quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from click.core import ParameterSource
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# Options of the help screen, by section (Click has no sections of its own, pallets/click#373).
+SECTIONS = (
+    ("Pipeline", ("pipeline", "op", "kernel", "stride", "padding", "ceil_mode", "config")),
+    ("Reading and writing", ("output", "recursive", "layout", "format_", "quality",
+                             "linear_light", "max_pixels", "overwrite", "skip_existing")),
+    ("Batch", ("workers", "backend", "fail_fast", "dry_run")),
+    ("Reports", ("report", "contact_sheet", "quiet", "no_progress")),
+)
+FORMATS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "gif", "npy")
+LAYOUTS = ("hw", "hwc", "chw", "nchw", "nhwc", "dhw", "cdhw", "ncdhw")
+CONTACT_SHEET_LIMIT = 6
+
+
+class _Command(click.Command):
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)
+                if isinstance(p, click.Option)}
+        rows = {name: row for name, row in rows.items() if row}
+        # One width for the first column of every section, as one list would have.
+        width = min(max(len(term) for term, _ in rows.values()), 30)
+        for title, names in SECTIONS + (("Other", tuple(rows)),):
+            section = [rows.pop(n) for n in names if n in rows]
+            if section:
+                with formatter.section(title):
+                    formatter.write_dl([(term.ljust(width), text) for term, text in section])
+
+
+class IntTuple(click.ParamType):
+    """An int, or ints separated by commas (one per pooled axis): ``3``, ``2,3``; ``none``
+    keeps an axis (adaptive output sizes)."""
+
+    name = "INT[,INT...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            parts = [v.strip() for v in str(value).strip("()[] ").split(",")]
+        out = []
+        for v in parts:
+            if v is None or (isinstance(v, str) and v.lower() == "none"):
+                out.append(None)
+                continue
+            try:
+                out.append(int(v))
+            except (TypeError, ValueError):
+                self.fail(f"expected an int or ints separated by commas, got {value!r}",
+                          param, ctx)
+        return out[0] if len(out) == 1 else tuple(out)
+
+
+def _print_version(ctx: click.Context, param, value) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from poolcore import __version__, available_backends
+
+    click.echo(f"poolimg {__version__}\nbackends: {', '.join(available_backends())}")
+    ctx.exit()
+
+
+def _load_config(ctx: click.Context, param, value):
+    """``--config FILE``: a TOML file with the stages (``pipeline = "..."`` or ``[[stages]]``)
+    and any long option by name (``workers = 4``, ``skip-existing = true``), which become the
+    defaults: flags on the command line win."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    from poolcore import Pipeline
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(value, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise click.FileError(value, hint=e.strerror) from None
+    except tomllib.TOMLDecodeError as e:
+        raise click.FileError(value, hint=f"not valid TOML: {e}") from None
+    names = {p.name for p in ctx.command.params if isinstance(p, click.Option)}
+    names -= {"config", "version", "help"}
+    defaults = {}
+    for key, v in data.items():
+        name = key.replace("-", "_")
+        if key == "stages":
+            continue
+        if name not in names:
+            raise click.FileError(
+                value, hint=f"unknown key {key!r}; expected `pipeline`, [[stages]] or one of "
+                + ", ".join(sorted(n.replace("_", "-") for n in names if n != "pipeline"))
+            )
+        defaults[name] = v
+    if "pipeline" in data or "stages" in data:
+        try:
+            defaults["pipeline"] = str(Pipeline.from_mapping(data, value))
+        except (TypeError, ValueError) as e:
+            raise click.FileError(value, hint=str(e)) from None
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def _parse_pipeline(ctx: click.Context, param, value):
+    if value is None:
+        return None
+    from poolcore import Pipeline
+
+    try:
+        return Pipeline.parse(value)
+    except (TypeError, ValueError) as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+
+
+def _suffix(*suffixes: str):
+    def check(ctx, param, value):
+        if value is not None and not value.lower().endswith(suffixes):
+            raise click.BadParameter(f"must end with {' or '.join(suffixes)}, got {value!r}")
+        return value
+
+    return check
+
+
+@click.command(cls=_Command, context_settings=CONTEXT_SETTINGS)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", required=True, metavar="PATH",
+              help="Output directory (created if missing), or a file when there is a single "
+              "input file; - writes to stdout.")
+@click.option("-p", "--pipeline", metavar="TEXT", callback=_parse_pipeline,
+              help='Stages applied in order, e.g. "max(3, stride=2, padding=1) | avg(2)". '
+              "Ops: max min avg sum lp median, adaptive_{max,min,avg,sum,median}.")
+@click.option("--op", metavar="OP", help="One-stage shorthand instead of -p: the op.")
+@click.option("-k", "--kernel", type=IntTuple(),
+              help="Kernel of --op (the output size for an adaptive op).")
+@click.option("-s", "--stride", type=IntTuple(), help="Stride of --op [default: the kernel].")
+@click.option("--padding", type=IntTuple(), help="Padding of --op [default: 0].")
+@click.option("--ceil-mode", is_flag=True, default=None, help="Round --op's output length up.")
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_load_config, metavar="FILE.toml",
+              help='TOML: the stages (pipeline = "avg(2)" or [[stages]] tables) and any long '
+              "option (workers = 4); flags on the command line win.")
+@click.option("-r", "--recursive", is_flag=True, help="Descend into directories.")
+@click.option("--layout", type=click.Choice(LAYOUTS, case_sensitive=False), metavar="LAYOUT",
+              help=f"Axes of .npy inputs: {', '.join(LAYOUTS)}; H, W (and D) are pooled "
+              "[default: the last two axes].")
+@click.option("--format", "format_", type=click.Choice(FORMATS, case_sensitive=False),
+              metavar="EXT", help=f"Output format: {', '.join(FORMATS)} [default: the input's].")
+@click.option("--quality", type=click.IntRange(1, 100), help="JPEG/WebP quality, 1-100.")
+@click.option("--linear-light", is_flag=True,
+              help="Average in linear light rather than gamma-encoded sRGB.")
+@click.option("--max-pixels", type=click.IntRange(min=1), metavar="N",
+              help="Accept images up to N pixels [default: Pillow's bomb limit, ~179 M].")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists.")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="Worker processes [default: one per CPU].")
+@click.option("--backend", type=click.Choice(("auto", "numpy", "fast")), default="auto",
+              show_default=True, help="Pooling kernels.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed file.")
+@click.option("--dry-run", is_flag=True,
+              help="List inputs, outputs and shapes on stdout; write nothing.")
+@click.option("--report", type=click.Path(dir_okay=False), metavar="FILE.json|FILE.csv",
+              callback=_suffix(".json", ".csv"), help="Per-file timings and a summary.")
+@click.option("--contact-sheet", type=click.Path(dir_okay=False), metavar="FILE.png",
+              callback=_suffix(".png"),
+              help=f"A PNG of the first {CONTACT_SHEET_LIMIT} images beside their outputs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary; failures only.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--version", is_flag=True, is_eager=True, expose_value=False,
+              callback=_print_version, help="Show the version and the backends, and exit.")
+@click.pass_context
+def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, padding, ceil_mode,
+         recursive, layout, format_, quality, linear_light, max_pixels, overwrite,
+         skip_existing, workers, backend, fail_fast, dry_run, report, contact_sheet, quiet,
+         no_progress):
+    """Pool images and .npy arrays with a pipeline of pooling stages.
+
+    Each INPUT (a file, a directory with -r, or - for stdin) is read, pooled and written
+    under OUTPUT, mirroring the input tree, in the input's format unless --format. Files that
+    are not images or .npy are skipped. An input is never overwritten; an existing output
+    is replaced only with --overwrite. Exit status: 0 all written, 1 some file failed, 2
+    usage error.
+
+    \b
+    Examples:
+      # halve every image under photos/ (2x2 average) with 4 workers and a report
+      poolimg -r photos -o small -p "avg(2)" --workers 4 --report small.json
+      # the one-stage shorthand: 3x3 max pooling, stride 2, padding 1
+      poolimg scan.png -o scan-max.png --op max -k 3 -s 2 --padding 1
+      # two stages, averaging in linear light, written as WebP
+      poolimg *.jpg -o out -p "max(3, stride=2, padding=1) | avg(2)" --linear-light --format webp
+      # tensors: pool H and W of an NCHW array to 7x7
+      poolimg feats.npy -o feats7.npy --layout nchw -p "adaptive_avg((7, 7))"
+      # what would be written, then the effect on a few images at a glance
+      poolimg -r photos -o small -p "avg(4)" --dry-run
+      poolimg a.jpg b.png -o out -p "median(3)" --contact-sheet sheet.png
+      # in a pipe
+      poolimg - -o - -p "avg(2)" < in.png > out.png
+      # stages and options from a file (flags on the command line win)
+      poolimg -r photos -o small --config pool.toml
+    """
+    from poolcore import Pipeline, available_backends, batch
+    from poolcore import report as reports
+
+    source = ctx.get_parameter_source
+    if overwrite and skip_existing:
+        raise click.UsageError("--overwrite and --skip-existing exclude each other")
+
+    # The pipeline: -p or the --op shorthand; one given on the command line beats --config's.
+    from_cli = {n for n in ("pipeline", "op") if source(n) is ParameterSource.COMMANDLINE}
+    if pipeline is not None and op is not None:
+        if len(from_cli) != 1:
+            raise click.UsageError("-p/--pipeline and --op are alternatives: give one")
+        if "pipeline" in from_cli:
+            op = None
+        else:
+            pipeline = None
+    shorthand = {"-k/--kernel": kernel, "-s/--stride": stride, "--padding": padding,
+                 "--ceil-mode": ceil_mode}
+    if op is None:
+        given = [flag for flag, v in shorthand.items() if v is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} go with --op (the one-stage shorthand)")
+        if pipeline is None:
+            raise click.UsageError(
+                'no pipeline: give -p "avg(2)", --op avg -k 2, or --config FILE.toml'
+            )
+    else:
+        if kernel is None:
+            raise click.UsageError("--op needs -k/--kernel")
+        try:
+            pipeline = Pipeline.single(op, kernel, stride=stride, padding=padding or 0,
+                                       ceil_mode=bool(ceil_mode))
+        except (TypeError, ValueError) as e:
+            raise click.BadParameter(str(e), ctx=ctx, param_hint="--op/-k/-s/--padding") from None
+
+    if backend == "fast" and "fast" not in available_backends():
+        raise click.BadParameter(
+            "the compiled backend is not available here (installed without a compiler, or "
+            f"POOLCORE_NO_FAST is set); available: {', '.join(available_backends())}",
+            ctx=ctx, param_hint="--backend",
+        )
+
+    options = batch.BatchOptions(
+        output=output, recursive=recursive, workers=workers, backend=backend,
+        layout=layout.lower() if layout else None, overwrite=overwrite,
+        skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run,
+        format=format_.lower() if format_ else None, quality=quality,
+        linear_light=linear_light, max_pixels=max_pixels,
+    )
+    try:
+        plan = batch.plan(inputs, options)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    for flag, path in (("--report", report), ("--contact-sheet", contact_sheet)):
+        if path is not None and _clashes(path, plan):
+            raise click.BadParameter(f"{path!r} is an input or an output of this batch",
+                                     ctx=ctx, param_hint=flag)
+
+    records = _run(ctx, plan, pipeline, options, quiet=quiet, no_progress=no_progress)
+    summary = batch.Summary.of(records, records.wall_s)
+
+    if dry_run:
+        for r in reports.in_input_order(records):
+            click.echo(_dry_run_line(r))
+    else:
+        if report is not None:
+            reports.write_report(report, records, summary, str(pipeline),
+                                 batch.backend_name(backend))
+        if contact_sheet is not None:
+            _contact_sheet(records, contact_sheet, quiet)
+    if not quiet:
+        click.echo(reports.format_summary(records, summary, dry_run=dry_run), err=True)
+        if dry_run and (report or contact_sheet):
+            click.echo("dry run: no report or contact sheet written", err=True)
+    elif summary.failed:
+        for r in reports.in_input_order(records):
+            if r.status == "failed":
+                click.echo(f"failed: {r.input}: {r.error}", err=True)
+    ctx.exit(summary.exit_code)
+
+
+class _Records(list):
+    wall_s = 0.0
+
+
+def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Records:
+    """Iterate the batch under a progress bar (stderr, a terminal only); Ctrl-C ends with
+    status 130 after the files in flight have landed."""
+    import contextlib
+    import time
+
+    from tqdm import tqdm
+
+    from poolcore import batch
+
+    show = not (quiet or no_progress) and sys.stderr.isatty()
+    records = _Records()
+    start = time.perf_counter()
+    try:
+        with tqdm(total=len(plan), disable=not show, file=sys.stderr, unit="file",
+                  dynamic_ncols=True, leave=False) as bar, \
+                contextlib.closing(batch.run(plan, pipeline, options)) as stream:
+            for rec in stream:
+                records.append(rec)
+                bar.update()
+                if show and rec.status == "failed":
+                    bar.write(f"failed: {rec.input}: {rec.error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        done = sum(r.status == "ok" for r in records)
+        click.echo(f"\npoolimg: interrupted; {done} files were written whole, no partial "
+                   "file is left; no report written", err=True)
+        ctx.exit(130)
+    records.wall_s = time.perf_counter() - start
+    return records
+
+
+def _clashes(path: str, plan) -> bool:
+    real = os.path.realpath(path)
+    paths = [t.input for t in plan.tasks] + [t.output for t in plan.tasks]
+    paths += [r.input for r in plan.decided]
+    return any(p != "-" and os.path.realpath(p) == real for p in paths)
+
+
+def _shape(shape) -> str:
+    return "x".join(str(n) for n in shape) if shape is not None else "?"
+
+
+def _dry_run_line(r) -> str:
+    if r.status == "ok":
+        return f"{r.input} -> {r.output}  {_shape(r.in_shape)} -> {_shape(r.out_shape)}"
+    return f"{r.input}  {r.status}: {r.error}"
+
+
+def _contact_sheet(records, path: str, quiet: bool) -> None:
+    from poolcore import report as reports
+
+    try:
+        shown = reports.contact_sheet(records, path, limit=CONTACT_SHEET_LIMIT)
+    except ValueError as e:
+        click.echo(f"contact sheet not written: {e}", err=True)
+        return
+    images = sum(r.status == "ok" and not str(r.output).lower().endswith(".npy")
+                 for r in records)
+    if not quiet:
+        more = f" (the first {shown} of {images} images)" if images > shown else ""
+        click.echo(f"contact sheet: {path}{more}", err=True)

@@ -1,0 +1,544 @@
+"""Batches: plan an output for every input, run a pipeline over them in worker processes, and
+yield one :class:`Record` per input as each finishes.
+
+The rules that keep a batch safe live here, not in the CLI, so that Python callers get them too:
+
+- outputs mirror the input tree under the output directory (``-o`` is a file only for a single
+  input file); a directory is descended only with ``recursive=True``, hidden directories and
+  symbolic links to directories are not followed, and the output directory is never read as
+  input when it lies inside an input directory;
+- files that are neither images nor ``.npy`` (by their suffix) are *skipped*, not failed;
+- an output is never an input: not by name, not through a symbolic or hard link, not through
+  another input's output; an existing output *fails* unless ``overwrite`` (replaced) or
+  ``skip_existing`` (skipped); two inputs never share an output;
+- a file that cannot be read, pooled or written fails alone with its reason; the batch goes on
+  unless ``fail_fast``;
+- writes are atomic (:func:`poolcore.io.write`), and workers ignore Ctrl-C: on an interrupt the
+  parent stops handing out work and lets the files in flight finish, so no partial file is left;
+- a worker process that dies (a crash in a decoder, the out-of-memory killer) fails only the
+  file that killed it: the files that were in flight beside it are retried one at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+STDIO = "-"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+SUFFIXES = IMAGE_SUFFIXES + (".npy",)
+
+# The per-file fields of a report, in order (see poolcore.report).
+FIELDS = (
+    "input", "output", "status", "error", "in_shape", "out_shape", "dtype",
+    "read_s", "pool_s", "write_s", "total_s",
+)
+STATUSES = ("ok", "failed", "skipped")
+
+
+@dataclass
+class BatchOptions:
+    """How a batch runs. ``output`` is a directory, or a file (or ``"-"``, stdout) when there is
+    a single input file; ``workers=None`` means one per CPU."""
+
+    output: str | os.PathLike | None = None
+    recursive: bool = False
+    workers: int | None = None
+    backend: str = "auto"
+    layout: str | None = None
+    overwrite: bool = False
+    skip_existing: bool = False
+    fail_fast: bool = False
+    dry_run: bool = False
+    format: str | None = None
+    quality: int | None = None
+    linear_light: bool = False
+    max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.overwrite and self.skip_existing:
+            raise ValueError("`overwrite` and `skip_existing` exclude each other")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"`workers` must be >= 1, got {self.workers}")
+        if self.format is not None:
+            self.format = self.format.lower().lstrip(".")
+            if "." + self.format not in SUFFIXES:
+                raise ValueError(
+                    f"`format` must be one of {', '.join(s[1:] for s in SUFFIXES)}, "
+                    f"got {self.format!r}"
+                )
+
+    @property
+    def n_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return _cpu_count()
+
+
+@dataclass
+class Record:
+    """What happened to one input. Times are seconds, ``None`` for a step not reached;
+    ``total_s`` is the whole of the file's time in its worker."""
+
+    input: str
+    output: str | None
+    status: str
+    error: str | None = None
+    in_shape: tuple[int, ...] | None = None
+    out_shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    read_s: float | None = None
+    pool_s: float | None = None
+    write_s: float | None = None
+    total_s: float | None = None
+    # Not part of the report's per-file schema:
+    index: int = field(default=0, repr=False)  # position in the input order
+    pixels: int = field(default=0, repr=False)  # pixels of the input (see Summary.megapixels_in)
+
+    def as_dict(self) -> dict:
+        """The report's per-file fields (shapes as lists)."""
+        d = {name: getattr(self, name) for name in FIELDS}
+        for key in ("in_shape", "out_shape"):
+            if d[key] is not None:
+                d[key] = list(d[key])
+        return d
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input to run: where from, where to, in which output format."""
+
+    index: int
+    input: str
+    output: str
+    format: str | None = None
+
+
+@dataclass
+class Plan:
+    """The outcome of :func:`plan`: the tasks to run and the records decided without running
+    (skipped files, inputs that cannot be planned). ``len(plan)`` counts both."""
+
+    tasks: list[Task]
+    decided: list[Record]
+    output_dir: str | None = None  # the directory outputs go under, if not a single file
+
+    def __len__(self) -> int:
+        return len(self.tasks) + len(self.decided)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts and throughput of a finished batch; ``exit_code`` is 0 when nothing failed."""
+
+    files: int
+    ok: int
+    failed: int
+    skipped: int
+    wall_s: float
+    megapixels_in: float
+
+    @classmethod
+    def of(cls, records: Sequence[Record], wall_s: float) -> Summary:
+        """Summarise ``records``. ``megapixels_in`` counts the inputs written (ok): an image's
+        width x height (per frame), an array's size over its pooled and leading axes."""
+        count = {status: 0 for status in STATUSES}
+        for r in records:
+            count[r.status] += 1
+        mpix = sum(r.pixels for r in records if r.status == "ok") / 1e6
+        return cls(len(records), count["ok"], count["failed"], count["skipped"], wall_s, mpix)
+
+    @property
+    def mpix_per_s(self) -> float:
+        return self.megapixels_in / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def files_per_s(self) -> float:
+        return self.ok / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def backend_name(backend: str) -> str:
+    """The backend that runs for ``backend`` here: ``"fast"`` (which hands the cases it does not
+    cover to numpy) or ``"numpy"``."""
+    from .backends import available_backends
+
+    if backend == "numpy" or "fast" not in available_backends():
+        return "numpy"
+    return "fast"
+
+
+# ---------------------------------------------------------------------------------- planning
+
+
+def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
+    """Find the files of ``inputs`` and the output of each.
+
+    Raises ``ValueError`` for what makes the whole batch impossible (no inputs, a directory
+    without ``recursive``, stdin among other inputs, several inputs into one file); everything
+    that concerns one file becomes a skipped or failed :class:`Record` instead.
+    """
+    args = [os.fspath(p) for p in inputs]
+    if not args:
+        raise ValueError("no inputs given")
+    if options.output is None:
+        raise ValueError("`output` is required (a directory, or a file for a single input)")
+    out = os.fspath(options.output)
+    if STDIO in args and len(args) > 1:
+        raise ValueError("`-` (stdin) must be the only input")
+    for a in args:
+        if a != STDIO and os.path.isdir(a) and not options.recursive:
+            raise ValueError(f"{a!r} is a directory: pass -r (recursive) to pool the files in it")
+    one_file = len(args) == 1 and not os.path.isdir(args[0])
+    to_dir = not (one_file and (out == STDIO or not _names_directory(out)))
+    if to_dir:
+        if out == STDIO:
+            raise ValueError("`-o -` (stdout) takes a single input file")
+        if args == [STDIO]:
+            raise ValueError("reading stdin: the output must be a file or `-`, not a directory")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(
+                f"output {out!r} is a file; with several inputs or a directory it must be a "
+                "directory (created if missing)"
+            )
+    out_real = os.path.realpath(out) if to_dir else None
+
+    # (input, output, status decided now or None, reason)
+    sources: list[tuple[str, str, str | None, str | None]] = []
+    for a in args:
+        if a == STDIO:
+            sources.append((a, out, None, None))
+        elif os.path.isdir(a):
+            for path, rel, status, why in _walk(a, out_real):
+                sources.append((path, _mirror(out, rel, options) if to_dir else out, status, why))
+        else:
+            dest = _mirror(out, os.path.basename(a), options) if to_dir else out
+            sources.append((a, dest, *_classify(a)))
+
+    # Identity of every input file, to refuse any output that is one of them.
+    input_ids = set()
+    for path, _, _, _ in sources:
+        if path != STDIO:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            input_ids.add((st.st_dev, st.st_ino))
+
+    tasks: list[Task] = []
+    decided: list[Record] = []
+    claimed: dict[str, str] = {}  # real output path -> the input that claimed it
+    for index, (path, dest, status, why) in enumerate(sources):
+        if status is None:
+            status, why = _check_output(path, dest, options, input_ids, claimed)
+        if status is None:
+            tasks.append(Task(index, path, dest, _output_format(path, dest, options)))
+        else:
+            decided.append(Record(path, dest, status, error=why, index=index))
+    return Plan(tasks, decided, out if to_dir else None)
+
+
+def _names_directory(out: str) -> bool:
+    return out.endswith((os.sep, "/")) or os.path.isdir(out)
+
+
+def _mirror(out: str, rel: str, options: BatchOptions) -> str:
+    if options.format is not None:
+        rel = os.path.splitext(rel)[0] + "." + options.format
+    return os.path.join(out, rel)
+
+
+def _output_format(src: str, dest: str, options: BatchOptions) -> str | None:
+    """The format to write: ``--format``, else the output's suffix, else the input's."""
+    if options.format is not None:
+        return options.format
+    if dest != STDIO and dest.lower().endswith(SUFFIXES):
+        return None  # io.write goes by the suffix
+    if src != STDIO and src.lower().endswith(SUFFIXES):
+        return os.path.splitext(src)[1][1:].lower()
+    return None
+
+
+def _classify(path: str) -> tuple[str | None, str | None]:
+    """``(status, reason)`` for an input file before any reading: None when it is ours."""
+    if not os.path.lexists(path):
+        return "failed", "no such file"
+    if not os.path.exists(path):
+        return "failed", "broken symbolic link"
+    if not path.lower().endswith(SUFFIXES):
+        return "skipped", "not an image or .npy (by its suffix)"
+    return None, None
+
+
+def _walk(root: str, exclude_real: str | None
+          ) -> Iterator[tuple[str, str, str | None, str | None]]:
+    """Yield ``(path, path relative to root, status, reason)`` for what is under ``root``, in
+    sorted order (status None: a file to run)."""
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+        for e in errors:
+            where = e.filename or dirpath
+            yield where, os.path.relpath(where, root), "failed", f"cannot list: {e.strerror}"
+        errors.clear()
+        keep = []
+        for d in sorted(dirnames):
+            full = os.path.join(dirpath, d)
+            if d.startswith("."):
+                continue  # .git, .cache, ...: not ours
+            if exclude_real is not None and os.path.realpath(full) == exclude_real:
+                continue  # the output directory inside an input directory
+            if os.path.islink(full):
+                yield (full, os.path.relpath(full, root), "skipped",
+                       "symbolic link to a directory (not followed)")
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            yield (full, os.path.relpath(full, root), *_classify(full))
+    for e in errors:  # the root itself could not be listed
+        yield root, ".", "failed", f"cannot list: {e.strerror}"
+
+
+def _check_output(src, dest, options, input_ids, claimed) -> tuple[str | None, str | None]:
+    """``(status, reason)`` for writing ``dest``: None when it may be written."""
+    if dest == STDIO:
+        return None, None
+    real = os.path.realpath(dest)
+    if real in claimed:
+        return "failed", f"same output as {claimed[real]}: {dest}"
+    claimed[real] = src
+    if os.path.lexists(dest):
+        try:
+            st = os.stat(dest)
+        except OSError:
+            st = None  # a broken link: replaced like any existing output
+        if st is not None and (st.st_dev, st.st_ino) in input_ids:
+            return "failed", f"refusing to write over an input: {dest}"
+        if os.path.isdir(dest):
+            return "failed", f"output is a directory: {dest}"
+        if options.skip_existing:
+            return "skipped", "output exists"
+        if not options.overwrite:
+            return "failed", (
+                f"output exists: {dest} (--overwrite replaces it, --skip-existing skips it)"
+            )
+    return None, None
+
+
+# ----------------------------------------------------------------------------------- running
+
+
+def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOptions
+        ) -> Iterator[Record]:
+    """Run ``pipeline`` over ``inputs`` (paths, or a :class:`Plan`) and yield one
+    :class:`Record` per input, as each finishes: first those decided while planning, then the
+    others in the order they complete (``Record.index`` is the input order).
+
+    With ``options.n_workers > 1`` files run in that many worker processes; a file's arrays
+    never leave its worker. Close the iterator (or let it finish) to shut the workers down.
+    """
+    the_plan = inputs if isinstance(inputs, Plan) else plan(inputs, options)
+    yield from the_plan.decided
+    tasks = list(the_plan.tasks)
+    workers = min(options.n_workers, len(tasks))
+    if workers <= 1 or any(t.input == STDIO or t.output == STDIO for t in tasks):
+        yield from _run_here(tasks, pipeline, options)
+    else:
+        yield from _run_pool(tasks, pipeline, options, workers)
+
+
+def process(task: Task, pipeline, options: BatchOptions) -> Record:
+    """Read, pool and write one file; every failure becomes a failed Record."""
+    from . import io
+
+    rec = Record(task.input, task.output, "failed", index=task.index)
+    t0 = time.perf_counter()
+    try:
+        if task.input == STDIO:
+            item = io.read_stdin(layout=options.layout, max_pixels=options.max_pixels)
+        else:
+            item = io.read(task.input, layout=options.layout, max_pixels=options.max_pixels)
+        t1 = time.perf_counter()
+        rec.read_s = t1 - t0
+        rec.in_shape = tuple(item.array.shape)
+        rec.pixels = _pixels(rec.in_shape, item.axes)
+        if options.dry_run:
+            rec.out_shape = pipeline.output_shape(rec.in_shape, item.axes)
+            rec.status = "ok"
+            return rec
+        pooled = io.pool_item(
+            item, pipeline, linear_light=options.linear_light, backend=options.backend
+        )
+        del item
+        t2 = time.perf_counter()
+        rec.pool_s = t2 - t1
+        rec.out_shape = tuple(pooled.array.shape)
+        rec.dtype = str(pooled.array.dtype)
+        if task.output == STDIO:
+            io.write_stdout(pooled, format=task.format, quality=options.quality)
+        else:
+            parent = os.path.dirname(task.output)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            io.write(pooled, task.output, format=task.format, quality=options.quality,
+                     overwrite=options.overwrite)
+        rec.write_s = time.perf_counter() - t2
+        rec.status = "ok"
+    except Exception as e:  # one bad file never stops the batch
+        rec.error = describe(e)
+    finally:
+        rec.total_s = time.perf_counter() - t0
+    return rec
+
+
+def describe(e: BaseException) -> str:
+    """A one-line reason: the message of the errors we expect, the type too for the others."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    text = str(e) or type(e).__name__
+    if isinstance(e, (ValueError, TypeError, OSError)):
+        return text
+    return f"{type(e).__name__}: {text}"
+
+
+def _pixels(shape: Sequence[int], axes: Sequence[int]) -> int:
+    """Pixels of an input: the product of its pooled axes and of every axis before them
+    (frames, batch, leading channels); trailing interleaved channels are not pixels."""
+    n = 1
+    for size in shape[: max(axes) + 1] if len(axes) else shape:
+        n *= size
+    return n
+
+
+def _not_run(task: Task) -> Record:
+    return Record(task.input, task.output, "skipped",
+                  error="not run: the batch stopped at a failure (fail_fast)", index=task.index)
+
+
+def _run_here(tasks: list[Task], pipeline, options: BatchOptions) -> Iterator[Record]:
+    for i, task in enumerate(tasks):
+        rec = process(task, pipeline, options)
+        yield rec
+        if options.fail_fast and rec.status == "failed":
+            yield from (_not_run(t) for t in tasks[i + 1:])
+            return
+
+
+# Worker-process state, set once per worker by _init_worker.
+_worker: dict = {}
+
+
+def _init_worker(pipeline, options: BatchOptions) -> None:
+    # The parent owns Ctrl-C: it stops handing out files and lets those in flight finish, so a
+    # worker is never interrupted half-way through a write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One level of parallelism: the compiled kernels stay single-threaded inside a worker.
+    os.environ["POOLCORE_THREADS"] = "1"
+    _worker["pipeline"] = pipeline
+    _worker["options"] = options
+
+
+def _work(task: Task) -> Record:
+    return process(task, _worker["pipeline"], _worker["options"])
+
+
+def _mp_context():
+    import multiprocessing as mp
+
+    # forkserver (Python 3.14's default on Linux) forks workers from a clean single-threaded
+    # server, never from this process with its BLAS threads and progress-bar thread.
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["poolcore.batch", "poolcore.io"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
+              ) -> Iterator[Record]:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = _mp_context()
+
+    def start() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(pipeline, options))
+
+    pending = deque(tasks)
+    inflight: dict = {}  # future -> task
+    solo: set[int] = set()  # tasks in flight when a worker died: retried one at a time
+    window = 2 * workers  # few queued files: a stop (fail_fast, Ctrl-C) is quick
+    stopped = False
+    saved = os.environ.get("POOLCORE_THREADS")
+    os.environ["POOLCORE_THREADS"] = "1"  # inherited by the forkserver / spawned workers
+    executor = start()
+    try:
+        while inflight or (pending and not stopped):
+            while pending and not stopped and len(inflight) < window:
+                if pending[0].index in solo and inflight:
+                    break
+                task = pending.popleft()
+                inflight[executor.submit(_work, task)] = task
+                if task.index in solo:
+                    break
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            broken = []
+            for fut in sorted(done, key=lambda f: inflight[f].index):
+                task = inflight.pop(fut)
+                try:
+                    rec = fut.result()
+                except BrokenProcessPool:
+                    broken.append(task)
+                    continue
+                yield rec
+                if options.fail_fast and rec.status == "failed":
+                    stopped = True
+            if broken:
+                # Every file in flight fails with the pool: collect them all, then start anew.
+                wait(inflight)
+                broken += list(inflight.values())
+                inflight.clear()
+                executor.shutdown(wait=True)
+                executor = start()
+                retry = []
+                for task in sorted(broken, key=lambda t: t.index):
+                    if task.index in solo:
+                        rec = Record(task.input, task.output, "failed", index=task.index,
+                                     error="the worker process died on this file (a crash, "
+                                     "or killed: out of memory?)")
+                        yield rec
+                        if options.fail_fast:
+                            stopped = True
+                    else:
+                        solo.add(task.index)
+                        retry.append(task)
+                pending.extendleft(reversed(retry))
+        if stopped:
+            yield from (_not_run(t) for t in pending)
+    finally:
+        # Normal end, an interrupt, or the caller closing the iterator: drop the queued files,
+        # let those in flight finish (each lands whole or not at all), then stop the workers.
+        executor.shutdown(wait=True, cancel_futures=True)
+        if saved is None:
+            os.environ.pop("POOLCORE_THREADS", None)
+        else:
+            os.environ["POOLCORE_THREADS"] = saved
+
+
+def _cpu_count() -> int:
+    if hasattr(os, "process_cpu_count"):  # Python 3.13: respects the affinity mask
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity") and sys.platform != "darwin":
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1

@@ -1,0 +1,275 @@
+"""Reports of a batch: the summary text, JSON and CSV reports, and a contact sheet.
+
+The JSON report::
+
+    {"pipeline": "max(2) | avg(2)", "backend": "numpy",
+     "summary": {"files": 3, "ok": 2, "failed": 1, "skipped": 0, "wall_s": 0.41,
+                 "megapixels_in": 1.5, "mpix_per_s": 3.66},
+     "files": [{"input": "a.jpg", "output": "out/a.jpg", "status": "ok", "error": null,
+                "in_shape": [750, 1000, 3], "out_shape": [187, 250, 3], "dtype": "uint8",
+                "read_s": 0.011, "pool_s": 0.004, "write_s": 0.006, "total_s": 0.021}, ...]}
+
+``SCHEMA`` is its JSON Schema. The CSV report has one row per file with the same per-file
+columns (shapes as ``750x1000x3``, missing values empty), then one line per summary key, the
+pipeline and the backend, each a single field starting with ``#`` (``# wall_s=0.41``). Files
+are listed in input order whatever order they finished in. Reports are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+
+from .batch import FIELDS, STATUSES, Record, Summary
+
+SUMMARY_FIELDS = ("files", "ok", "failed", "skipped", "wall_s", "megapixels_in", "mpix_per_s")
+
+_num_or_null = {"type": ["number", "null"], "minimum": 0}
+_shape = {"type": ["array", "null"], "items": {"type": "integer", "minimum": 0}}
+_str_or_null = {"type": ["string", "null"]}
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "poolimg report",
+    "type": "object",
+    "required": ["pipeline", "backend", "summary", "files"],
+    "additionalProperties": False,
+    "properties": {
+        "pipeline": {"type": "string"},
+        "backend": {"type": "string", "enum": ["numpy", "fast"]},
+        "summary": {
+            "type": "object",
+            "required": list(SUMMARY_FIELDS),
+            "additionalProperties": False,
+            "properties": {
+                "files": {"type": "integer", "minimum": 0},
+                "ok": {"type": "integer", "minimum": 0},
+                "failed": {"type": "integer", "minimum": 0},
+                "skipped": {"type": "integer", "minimum": 0},
+                "wall_s": {"type": "number", "minimum": 0},
+                "megapixels_in": {"type": "number", "minimum": 0},
+                "mpix_per_s": {"type": "number", "minimum": 0},
+            },
+        },
+        "files": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": list(FIELDS),
+                "additionalProperties": False,
+                "properties": {
+                    "input": {"type": "string"},
+                    "output": _str_or_null,
+                    "status": {"type": "string", "enum": list(STATUSES)},
+                    "error": _str_or_null,
+                    "in_shape": _shape,
+                    "out_shape": _shape,
+                    "dtype": _str_or_null,
+                    "read_s": _num_or_null,
+                    "pool_s": _num_or_null,
+                    "write_s": _num_or_null,
+                    "total_s": _num_or_null,
+                },
+            },
+        },
+    },
+}
+
+
+def in_input_order(records: Sequence[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: r.index)
+
+
+def to_dict(records: Sequence[Record], summary: Summary, pipeline: str, backend: str) -> dict:
+    """The JSON report as a dict (see ``SCHEMA``)."""
+    return {
+        "pipeline": str(pipeline),
+        "backend": backend,
+        "summary": {
+            "files": summary.files,
+            "ok": summary.ok,
+            "failed": summary.failed,
+            "skipped": summary.skipped,
+            "wall_s": round(summary.wall_s, 6),
+            "megapixels_in": round(summary.megapixels_in, 6),
+            "mpix_per_s": round(summary.mpix_per_s, 3),
+        },
+        "files": [_rounded(r.as_dict()) for r in in_input_order(records)],
+    }
+
+
+def _rounded(row: dict) -> dict:
+    for key in ("read_s", "pool_s", "write_s", "total_s"):
+        if row[key] is not None:
+            row[key] = round(row[key], 6)
+    return row
+
+
+def to_json(records, summary, pipeline, backend) -> str:
+    return json.dumps(to_dict(records, summary, pipeline, backend), indent=2) + "\n"
+
+
+def to_csv(records, summary, pipeline, backend) -> str:
+    report = to_dict(records, summary, pipeline, backend)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(FIELDS)
+    for row in report["files"]:
+        w.writerow(_csv_cell(row[name]) for name in FIELDS)
+    w.writerow([f"# pipeline={report['pipeline']}"])
+    w.writerow([f"# backend={report['backend']}"])
+    for key, value in report["summary"].items():
+        w.writerow([f"# {key}={value}"])
+    return buf.getvalue()
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "x".join(str(n) for n in value)
+    return str(value)
+
+
+def write_report(path: str | os.PathLike, records: Sequence[Record], summary: Summary,
+                 pipeline, backend: str) -> None:
+    """Write a ``.json`` or ``.csv`` report (by the suffix of ``path``), atomically."""
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".json":
+        text = to_json(records, summary, pipeline, backend)
+    elif suffix == ".csv":
+        text = to_csv(records, summary, pipeline, backend)
+    else:
+        raise ValueError(f"a report is .json or .csv, got {path!r}")
+    atomic_write(path, text.encode())
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``; the file
+    ends with the permissions a plain ``open(path, "w")`` would give it."""
+    parent = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ----------------------------------------------------------------------------- summary text
+
+
+def format_summary(records: Sequence[Record], summary: Summary, *, dry_run: bool = False,
+                   slowest: int = 3, max_listed: int = 10) -> str:
+    """A few lines for a person: counts and throughput, the slowest files, the failures with
+    their reasons (the first ``max_listed``), and why files were skipped."""
+    if summary.files == 0:
+        return "poolimg: no files to pool"
+    records = in_input_order(records)
+    if dry_run:
+        head = (f"dry run: {summary.ok} to write, {summary.failed} would fail, "
+                f"{summary.skipped} skipped; nothing written")
+        lines = [head]
+    else:
+        lines = [
+            f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped in "
+            f"{summary.wall_s:.2f} s ({summary.megapixels_in:.1f} MPix, "
+            f"{summary.mpix_per_s:.1f} MPix/s, {summary.files_per_s:.1f} files/s)"
+        ]
+        done = [r for r in records if r.status == "ok" and r.total_s is not None]
+        if len(done) > 1 and slowest > 0:
+            top = sorted(done, key=lambda r: r.total_s, reverse=True)[:slowest]
+            lines.append("slowest: " + ", ".join(f"{r.input} ({r.total_s:.2f} s)" for r in top))
+    failed = [r for r in records if r.status == "failed"]
+    if failed:
+        lines.append("failed:")
+        lines += [f"  {r.input}: {r.error}" for r in failed[:max_listed]]
+        if len(failed) > max_listed:
+            lines.append(f"  ... and {len(failed) - max_listed} more (see --report)")
+    skipped = [r for r in records if r.status == "skipped"]
+    if skipped:
+        reasons: dict[str, int] = {}
+        for r in skipped:
+            reasons[r.error or "skipped"] = reasons.get(r.error or "skipped", 0) + 1
+        lines.append("skipped: " + "; ".join(f"{n} {why}" for why, n in reasons.items()))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- contact sheet
+
+
+def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: int = 6,
+                  height: int = 200) -> int:
+    """Write a PNG with one row per written image: the input beside its output, both shown
+    ``height`` pixels tall (the output scaled up with nearest-neighbour, so its pixels show).
+    Only the first ``limit`` images are shown; arrays (.npy) are left out. Returns how many
+    rows were drawn."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    rows = []
+    for r in in_input_order(records):
+        if len(rows) == limit:
+            break
+        if r.status != "ok" or r.output in (None, "-") or r.output.lower().endswith(".npy"):
+            continue
+        try:
+            with Image.open(r.input) as a, Image.open(r.output) as b:
+                a = ImageOps.exif_transpose(a).convert("RGBA")
+                b = b.convert("RGBA")
+        except (OSError, ValueError):
+            continue
+        rows.append((r, _fit(a, height, Image.Resampling.LANCZOS),
+                     _fit(b, height, Image.Resampling.NEAREST), a.size, b.size))
+    if not rows:
+        raise ValueError("no written image to put on a contact sheet")
+    gap, label = 8, 14
+    width = max(x.width + y.width for _, x, y, _, _ in rows) + 3 * gap
+    sheet = Image.new("RGB", (width, len(rows) * (height + label + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    y0 = gap
+    for r, a, b, size_a, size_b in rows:
+        _paste(sheet, a, (gap, y0))
+        _paste(sheet, b, (2 * gap + a.width, y0))
+        draw.text((gap, y0 + height + 1), f"{os.path.basename(r.input)} {size_a[0]}x{size_a[1]}",
+                  fill="black")
+        draw.text((2 * gap + a.width, y0 + height + 1), f"-> {size_b[0]}x{size_b[1]}",
+                  fill="black")
+        y0 += height + label + gap
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    atomic_write(os.fspath(path), buf.getvalue())
+    return len(rows)
+
+
+def _fit(im, height, resample):
+    width = max(1, round(im.width * height / max(im.height, 1)))
+    return im.resize((width, height), resample)
+
+
+def _paste(sheet, im, at):
+    # Transparent areas show a light checkerboard, not black.
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.indices((im.height, im.width))
+    shade = np.where((yy // 8 + xx // 8) % 2, 205, 235).astype(np.uint8)
+    board = Image.fromarray(shade).convert("RGBA")
+    board.alpha_composite(im)
+    sheet.paste(board.convert("RGB"), at)
