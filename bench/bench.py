@@ -1263,7 +1263,7 @@ def main(argv: list[str] | None = None) -> int:
             memory_table(memory),
             "",
         ]
-    tg = targets(rows, batch, startup, memory)
+    tg = [t for t in targets(rows, batch, startup, memory) if int(t[0].split(":")[0]) in chosen]
     if args.quick:
         out += ["(Issue 4 targets are not judged on --quick sizes.)", ""]
     elif any(h is not None for _, _, h in tg):
