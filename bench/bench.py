@@ -769,13 +769,14 @@ def timed_run(cmd: list[str], env=None) -> tuple[float, subprocess.CompletedProc
 def compare_dirs(a: Path, b: Path) -> tuple[str, bool]:
     """Outputs of poolimg and of the Pillow loop: the same files, sizes, and pixels up to JPEG
     re-encoding noise (mean abs difference < 2 levels)."""
-    names_a = sorted(p.relative_to(a) for p in a.rglob("*.jpg"))
-    names_b = sorted(p.relative_to(b) for p in b.rglob("*.jpg"))
-    if names_a != names_b:
-        return f"MISMATCH files: {len(names_a)} vs {len(names_b)}", False
+    files_a = {p.name: p for p in a.rglob("*.jpg")}  # poolimg may mirror the input dir's name
+    files_b = {p.name: p for p in b.rglob("*.jpg")}
+    if sorted(files_a) != sorted(files_b):
+        return f"MISMATCH files: {len(files_a)} vs {len(files_b)}", False
     worst = 0.0
-    for name in names_a[:: max(1, len(names_a) // 10)]:
-        with Image.open(a / name) as ia, Image.open(b / name) as ib:
+    names = sorted(files_a)
+    for name in names[:: max(1, len(names) // 10)]:
+        with Image.open(files_a[name]) as ia, Image.open(files_b[name]) as ib:
             if ia.size != ib.size or ia.mode != ib.mode:
                 return f"MISMATCH {name}: {ia.size} {ia.mode} vs {ib.size} {ib.mode}", False
             d = np.abs(np.asarray(ia, np.float32) - np.asarray(ib, np.float32)).mean()
