@@ -47,6 +47,20 @@ def accumulator(dtype: np.dtype, volume: int | None = None) -> np.dtype:
     return np.dtype(np.uint64 if unsigned else np.int64)
 
 
+def exact_accumulator(x: np.ndarray, acc: np.dtype, volume: int) -> np.dtype:
+    """``acc``, or object (exact Python ints) when a sum of ``volume`` elements of ``x`` plus a
+    rounding half could overflow it. Only 64-bit inputs holding huge values take this slow
+    path; it keeps integer avg exact over the whole range, where a 64-bit sum would wrap."""
+    if acc.kind not in "iu" or x.size == 0:
+        return acc
+    info, limit = np.iinfo(x.dtype), int(np.iinfo(acc).max)
+    if (volume + 1) * max(-int(info.min), int(info.max)) <= limit:
+        return acc
+    if (volume + 1) * max(-int(x.min()), int(x.max())) <= limit:
+        return acc
+    return np.dtype(object)
+
+
 def identity(op: str, dtype: np.dtype):
     """The value padding takes in a pass: it never wins a max/min and adds nothing to a sum."""
     if op == "sum":
@@ -61,8 +75,13 @@ def identity(op: str, dtype: np.dtype):
 
 
 def round_half_away(v: np.ndarray) -> np.ndarray:
-    """Round floats to the nearest integer, ties away from zero (as Pillow, OpenCV, libvips)."""
-    return np.copysign(np.floor(np.abs(v) + 0.5), v)
+    """Round floats to the nearest integer, ties away from zero (as Pillow, OpenCV, libvips).
+
+    From the fraction ``v - trunc(v)``, which is exact: ``floor(|v| + 0.5)`` rounds twice
+    (0.49999999999999994 + 0.5 is 1.0, and 2**52 + 1 + 0.5 rounds to even, 2**52 + 2).
+    """
+    whole = np.trunc(v)
+    return whole + np.copysign(np.abs(v - whole) >= 0.5, v)
 
 
 def float_to_int(v: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -259,6 +278,12 @@ def _separable(
     return out
 
 
+# NaN from inf - inf or from a negative base of a fractional power, inf from an overflowing
+# float16 sum: the contract's IEEE results, not errors, so numpy's warnings are silenced.
+_IEEE_RESULTS = dict(invalid="ignore", divide="ignore", over="ignore")
+
+
+@np.errstate(**_IEEE_RESULTS)
 def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
     """N-D pooling of a validated call (see :func:`poolcore.pool` for the semantics)."""
     op, dtype = spec.op, x.dtype
@@ -282,7 +307,8 @@ def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
         return _broadcast_counts(x.ndim, spec.axes, [per_axis[0][o0:o1], *per_axis[1:]])
 
     if op == "avg":
-        return _separable(x, spec, "sum", accumulator(dtype, volume),
+        acc = exact_accumulator(x, accumulator(dtype, volume), volume)
+        return _separable(x, spec, "sum", acc,
                           finish=lambda band, o: finish_mean(band, band_counts(o), dtype))
     return _lp(x, spec, band_counts, float(volume))
 
@@ -351,7 +377,13 @@ def _median_last(v: np.ndarray, dtype: np.dtype) -> np.ndarray:
             hi = (mid + up).astype(dtype)
         else:
             work = np.promote_types(dtype, np.float64)  # (a+b)/2 exact, then one rounding
-            hi = ((lo.astype(work) + hi.astype(work)) / 2).astype(dtype)
+            lo, hi = lo.astype(work), hi.astype(work)
+            mid = (lo + hi) / 2
+            # a + b overflows float64 only for huge a and b, whose halves are exact
+            over = np.isinf(mid) & np.isfinite(lo) & np.isfinite(hi)
+            if over.any():
+                mid[over] = lo[over] / 2 + hi[over] / 2
+            hi = mid.astype(dtype)
     if dtype.kind == "f":
         nan = np.isnan(v).any(axis=-1)
         if nan.any():
@@ -422,6 +454,7 @@ def _adaptive_1d(x: np.ndarray, axis: int, n_out: int, op: str, acc) -> np.ndarr
     return out
 
 
+@np.errstate(**_IEEE_RESULTS)
 def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
     """Adaptive pooling of a validated call (see :func:`poolcore.adaptive_pool`)."""
     op, dtype = spec.op, x.dtype
@@ -438,6 +471,8 @@ def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
             groups.append(_tap_groups(starts, zeros, lengths, 1))
         return median_gather(x, spec.axes, groups, out_shape)
     acc = None if op in ("max", "min") else accumulator(dtype)
+    if op == "avg":
+        acc = exact_accumulator(x, acc, int(np.prod([x.shape[a] for a in spec.axes])))
     res = x
     for ax, o in zip(spec.axes, spec.sizes):
         res = _adaptive_1d(res, ax, o, "sum" if op == "avg" else op, acc)
