@@ -30,8 +30,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 STDIO = "-"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
-SUFFIXES = IMAGE_SUFFIXES + (".npy",)
 
 # The per-file fields of a report, in order (see poolcore.report).
 FIELDS = (
@@ -66,12 +64,10 @@ class BatchOptions:
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"`workers` must be >= 1, got {self.workers}")
         if self.format is not None:
+            from .io import normalize_format
+
+            normalize_format(self.format)  # raises ValueError naming the formats
             self.format = self.format.lower().lstrip(".")
-            if "." + self.format not in SUFFIXES:
-                raise ValueError(
-                    f"`format` must be one of {', '.join(s[1:] for s in SUFFIXES)}, "
-                    f"got {self.format!r}"
-                )
 
     @property
     def n_workers(self) -> int:
@@ -98,7 +94,7 @@ class Record:
     total_s: float | None = None
     # Not part of the report's per-file schema:
     index: int = field(default=0, repr=False)  # position in the input order
-    pixels: int = field(default=0, repr=False)  # pixels of the input (see Summary.megapixels_in)
+    pixels: int = field(default=0, repr=False)  # of the input: poolcore.io.Item.pixels
 
     def as_dict(self) -> dict:
         """The report's per-file fields (shapes as lists)."""
@@ -145,8 +141,8 @@ class Summary:
 
     @classmethod
     def of(cls, records: Sequence[Record], wall_s: float) -> Summary:
-        """Summarise ``records``. ``megapixels_in`` counts the inputs written (ok): an image's
-        width x height (per frame), an array's size over its pooled and leading axes."""
+        """Summarise ``records``. ``megapixels_in`` counts the inputs written (ok): the
+        elements of their pooled planes, over all frames (width x height for an image)."""
         count = {status: 0 for status in STATUSES}
         for r in records:
             count[r.status] += 1
@@ -240,7 +236,7 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
         if status is None:
             status, why = _check_output(path, dest, options, input_ids, claimed)
         if status is None:
-            tasks.append(Task(index, path, dest, _output_format(path, dest, options)))
+            tasks.append(Task(index, path, dest, options.format))
         else:
             decided.append(Record(path, dest, status, error=why, index=index))
     return Plan(tasks, decided, out if to_dir else None)
@@ -256,15 +252,10 @@ def _mirror(out: str, rel: str, options: BatchOptions) -> str:
     return os.path.join(out, rel)
 
 
-def _output_format(src: str, dest: str, options: BatchOptions) -> str | None:
-    """The format to write: ``--format``, else the output's suffix, else the input's."""
-    if options.format is not None:
-        return options.format
-    if dest != STDIO and dest.lower().endswith(SUFFIXES):
-        return None  # io.write goes by the suffix
-    if src != STDIO and src.lower().endswith(SUFFIXES):
-        return os.path.splitext(src)[1][1:].lower()
-    return None
+def _ours(path: str) -> bool:
+    from .io import format_for_path
+
+    return format_for_path(path) is not None
 
 
 def _classify(path: str) -> tuple[str | None, str | None]:
@@ -273,7 +264,7 @@ def _classify(path: str) -> tuple[str | None, str | None]:
         return "failed", "no such file"
     if not os.path.exists(path):
         return "failed", "broken symbolic link"
-    if not path.lower().endswith(SUFFIXES):
+    if not _ours(path):
         return "skipped", "not an image or .npy (by its suffix)"
     return None, None
 
@@ -357,20 +348,20 @@ def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOpti
 
 
 def process(task: Task, pipeline, options: BatchOptions) -> Record:
-    """Read, pool and write one file; every failure becomes a failed Record."""
+    """Read, pool and write one file; every failure becomes a failed Record. Without a
+    ``format``, the output's is the one its suffix names, else the input's."""
     from . import io
 
     rec = Record(task.input, task.output, "failed", index=task.index)
     t0 = time.perf_counter()
     try:
-        if task.input == STDIO:
-            item = io.read_stdin(layout=options.layout, max_pixels=options.max_pixels)
-        else:
-            item = io.read(task.input, layout=options.layout, max_pixels=options.max_pixels)
+        source = sys.stdin.buffer if task.input == STDIO else task.input
+        item = io.read(source, layout=options.layout, max_pixels=options.max_pixels,
+                       name="<stdin>" if task.input == STDIO else None)
         t1 = time.perf_counter()
         rec.read_s = t1 - t0
         rec.in_shape = tuple(item.array.shape)
-        rec.pixels = _pixels(rec.in_shape, item.axes)
+        rec.pixels = item.pixels
         if options.dry_run:
             rec.out_shape = pipeline.output_shape(rec.in_shape, item.axes)
             rec.status = "ok"
@@ -384,7 +375,9 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
         rec.out_shape = tuple(pooled.array.shape)
         rec.dtype = str(pooled.array.dtype)
         if task.output == STDIO:
-            io.write_stdout(pooled, format=task.format, quality=options.quality)
+            data = io.write_bytes(pooled, format=task.format, quality=options.quality)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
         else:
             parent = os.path.dirname(task.output)
             if parent:
@@ -394,7 +387,10 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
         rec.write_s = time.perf_counter() - t2
         rec.status = "ok"
     except Exception as e:  # one bad file never stops the batch
-        rec.error = describe(e)
+        if isinstance(e, io.PoolIOError) and e.path in (task.input, "<stdin>"):
+            rec.error = e.reason  # the record names the input already
+        else:
+            rec.error = describe(e)
     finally:
         rec.total_s = time.perf_counter() - t0
     return rec
@@ -409,15 +405,6 @@ def describe(e: BaseException) -> str:
     if isinstance(e, (ValueError, TypeError, OSError)):
         return text
     return f"{type(e).__name__}: {text}"
-
-
-def _pixels(shape: Sequence[int], axes: Sequence[int]) -> int:
-    """Pixels of an input: the product of its pooled axes and of every axis before them
-    (frames, batch, leading channels); trailing interleaved channels are not pixels."""
-    n = 1
-    for size in shape[: max(axes) + 1] if len(axes) else shape:
-        n *= size
-    return n
 
 
 def _not_run(task: Task) -> Record:

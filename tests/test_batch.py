@@ -1,0 +1,341 @@
+"""poolcore.batch: planning (mirroring, skipping, never writing over an input), running (one bad
+file fails alone, workers give the same bytes, no partial file, a dying worker)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from poolcore import Pipeline, batch
+from poolcore.batch import BatchOptions, Summary
+
+AVG2 = Pipeline.parse("avg(2)")
+
+
+def image(path: Path, size=(24, 32), seed=0, mode="RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    channels = {"RGB": 3, "L": None, "RGBA": 4}[mode]
+    shape = size if channels is None else (*size, channels)
+    a = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    Image.fromarray(a).save(path)
+    return path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative path -> bytes)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def photos(tmp_path):
+    src = tmp_path / "photos"
+    image(src / "a.png", seed=1)
+    image(src / "b.jpg", seed=2)
+    image(src / "sub" / "c.png", seed=3, mode="L")
+    np.save(src / "sub" / "t.npy", np.arange(2 * 8 * 6, dtype=np.float32).reshape(2, 8, 6))
+    (src / "notes.txt").write_text("not an image")
+    image(src / ".cache" / "hidden.png")
+    return src
+
+
+def by_input(plan):
+    out = {t.input: ("run", t.output) for t in plan.tasks}
+    out.update({r.input: (r.status, r.error) for r in plan.decided})
+    return out
+
+
+# ------------------------------------------------------------------------------- planning
+
+
+def test_plan_mirrors_the_tree_and_skips_what_is_not_ours(photos, tmp_path):
+    out = tmp_path / "out"
+    plan = batch.plan([photos], BatchOptions(output=out, recursive=True))
+    got = by_input(plan)
+    assert got == {
+        str(photos / "a.png"): ("run", str(out / "a.png")),
+        str(photos / "b.jpg"): ("run", str(out / "b.jpg")),
+        str(photos / "notes.txt"): ("skipped", "not an image or .npy (by its suffix)"),
+        str(photos / "sub" / "c.png"): ("run", str(out / "sub" / "c.png")),
+        str(photos / "sub" / "t.npy"): ("run", str(out / "sub" / "t.npy")),
+    }
+    assert len(plan) == 5 and plan.output_dir == str(out)
+    # sorted, and indices follow that order
+    assert [t.index for t in plan.tasks] == [0, 1, 3, 4]
+
+
+def test_plan_format_changes_the_suffix(photos, tmp_path):
+    plan = batch.plan([photos / "a.png", photos / "b.jpg"],
+                      BatchOptions(output=tmp_path / "o", format="WEBP"))
+    assert [os.path.basename(t.output) for t in plan.tasks] == ["a.webp", "b.webp"]
+    assert {t.format for t in plan.tasks} == {"webp"}
+
+
+@pytest.mark.parametrize(
+    "inputs, output, message",
+    [
+        ([], "o", "no inputs given"),
+        (["photos"], "o", "is a directory: pass -r"),
+        (["-", "photos/a.png"], "o", "must be the only input"),
+        (["photos/a.png", "photos/b.jpg"], "photos/a.png", "is a file; with several inputs"),
+        (["photos/a.png", "photos/b.jpg"], "-", "takes a single input file"),
+        (["-"], "somedir/", "reading stdin: the output must be a file or `-`"),
+    ],
+)
+def test_plan_refuses_impossible_batches(photos, monkeypatch, inputs, output, message):
+    monkeypatch.chdir(photos.parent)
+    with pytest.raises(ValueError, match=message):
+        batch.plan(inputs, BatchOptions(output=output))
+
+
+def test_single_input_output_is_a_file_unless_a_directory(photos, tmp_path):
+    a = photos / "a.png"
+    assert batch.plan([a], BatchOptions(output=tmp_path / "x.png")).tasks[0].output == str(
+        tmp_path / "x.png")
+    (tmp_path / "d").mkdir()
+    assert batch.plan([a], BatchOptions(output=tmp_path / "d")).tasks[0].output == str(
+        tmp_path / "d" / "a.png")
+    assert batch.plan([a], BatchOptions(output=f"{tmp_path}/new/")).tasks[0].output == str(
+        tmp_path / "new" / "a.png")
+    # no suffix on the output: the input's format
+    assert run_all([a], AVG2, output=tmp_path / "noext")["a.png"].status == "ok"
+    with Image.open(tmp_path / "noext") as im:
+        assert im.format == "PNG" and im.size == (16, 12)
+
+
+def test_an_input_is_never_an_output(photos, tmp_path):
+    a = photos / "a.png"
+    for opts in (BatchOptions(output=a), BatchOptions(output=a, overwrite=True),
+                 BatchOptions(output=a, skip_existing=True)):
+        plan = batch.plan([a], opts)
+        assert not plan.tasks
+        assert plan.decided[0].status == "failed"
+        assert plan.decided[0].error == f"refusing to write over an input: {a}"
+    # through a symbolic link and a hard link
+    (tmp_path / "sym.png").symlink_to(a)
+    os.link(a, tmp_path / "hard.png")
+    for link in ("sym.png", "hard.png"):
+        plan = batch.plan([a], BatchOptions(output=tmp_path / link, overwrite=True))
+        assert plan.decided[0].error.startswith("refusing to write over an input")
+    # -o pointing at the input directory: every file would land on itself
+    plan = batch.plan([photos], BatchOptions(output=photos, recursive=True, overwrite=True))
+    assert not plan.tasks
+    assert {r.status for r in plan.decided} == {"failed", "skipped"}
+    # another input's output: b.jpg -> b.png, where b.png is an input too
+    image(photos / "b.png")
+    plan = batch.plan([photos / "b.jpg", photos / "b.png"],
+                      BatchOptions(output=photos, format="png", overwrite=True))
+    assert not plan.tasks
+    assert plan.decided[0].error == f"refusing to write over an input: {photos / 'b.png'}"
+
+
+def test_existing_outputs_fail_unless_overwrite_or_skip(photos, tmp_path):
+    out = tmp_path / "out"
+    image(out / "a.png")
+    msg = f"output exists: {out / 'a.png'} (--overwrite replaces it, --skip-existing skips it)"
+    got = by_input(batch.plan([photos / "a.png", photos / "b.jpg"], BatchOptions(output=out)))
+    assert got[str(photos / "a.png")] == ("failed", msg)
+    got = by_input(batch.plan([photos / "a.png"], BatchOptions(output=out, skip_existing=True)))
+    assert got[str(photos / "a.png")] == ("skipped", "output exists")
+    got = by_input(batch.plan([photos / "a.png"], BatchOptions(output=out, overwrite=True)))
+    assert got[str(photos / "a.png")] == ("run", str(out / "a.png"))
+
+
+def test_two_inputs_never_share_an_output(photos, tmp_path):
+    image(photos / "x" / "a.jpg")
+    a, a2 = str(photos / "a.png"), str(photos / "x" / "a.jpg")
+    plan = batch.plan([a, a2], BatchOptions(output=tmp_path / "o", format="png"))
+    assert by_input(plan) == {
+        a: ("run", str(tmp_path / "o" / "a.png")),
+        a2: ("failed", f"same output as {a}: {tmp_path / 'o' / 'a.png'}"),
+    }
+
+
+def test_missing_inputs_and_links(photos, tmp_path):
+    (photos / "loop").symlink_to(photos, target_is_directory=True)
+    (photos / "dead.png").symlink_to(tmp_path / "nowhere.png")
+    plan = batch.plan([photos, tmp_path / "missing.png"],
+                      BatchOptions(output=tmp_path / "o", recursive=True))
+    got = by_input(plan)
+    assert got[str(photos / "loop")] == ("skipped", "symbolic link to a directory (not followed)")
+    assert got[str(photos / "dead.png")] == ("failed", "broken symbolic link")
+    assert got[str(tmp_path / "missing.png")] == ("failed", "no such file")
+
+
+def test_the_output_directory_inside_an_input_is_not_read(photos):
+    out = photos / "small"
+    image(out / "old.png")
+    plan = batch.plan([photos], BatchOptions(output=out, recursive=True))
+    assert not any("small" in t.input for t in plan.tasks)
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="exclude each other"):
+        BatchOptions(output="o", overwrite=True, skip_existing=True)
+    with pytest.raises(ValueError, match="`workers` must be >= 1"):
+        BatchOptions(output="o", workers=0)
+    with pytest.raises(ValueError, match="unsupported output format 'xcf'"):
+        BatchOptions(output="o", format="xcf")
+
+
+# -------------------------------------------------------------------------------- running
+
+
+def run_all(inputs, pipeline, **kw):
+    records = list(batch.run(inputs, pipeline, BatchOptions(**kw)))
+    return {Path(r.input).name: r for r in records}
+
+
+def test_one_bad_file_fails_alone(photos, tmp_path):
+    (photos / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (photos / "text.jpg").write_text("hello")
+    out = tmp_path / "out"
+    image(out / "b.jpg", seed=9)
+    before = (out / "b.jpg").read_bytes()
+    got = run_all([photos], AVG2, output=out, recursive=True, workers=1)
+    assert {n: r.status for n, r in got.items()} == {
+        "a.png": "ok", "b.jpg": "failed", "c.png": "ok", "t.npy": "ok", "notes.txt": "skipped",
+        "corrupt.png": "failed", "text.jpg": "failed",
+    }
+    assert got["b.jpg"].error.startswith("output exists")
+    assert got["corrupt.png"].error and got["text.jpg"].error
+    assert (out / "b.jpg").read_bytes() == before
+    assert sorted(tree(out)) == ["a.png", "b.jpg", "sub/c.png", "sub/t.npy"]
+    a = got["a.png"]
+    assert a.in_shape == (24, 32, 3) and a.out_shape == (12, 16, 3) and a.dtype == "uint8"
+    assert a.pixels == 24 * 32
+    assert all(t is not None and t >= 0 for t in (a.read_s, a.pool_s, a.write_s, a.total_s))
+    assert a.total_s >= a.read_s + a.pool_s + a.write_s
+    assert got["t.npy"].out_shape == (2, 4, 3)
+    summary = Summary.of(list(got.values()), 1.0)
+    assert (summary.ok, summary.failed, summary.skipped, summary.exit_code) == (3, 3, 1, 1)
+
+
+def test_two_workers_write_the_same_bytes_as_one(photos, tmp_path):
+    for i in range(6):
+        image(photos / "more" / f"m{i}.png", seed=10 + i)
+    pipe = Pipeline.parse("max(3, stride=2, padding=1) | avg(2)")
+    one = run_all([photos], pipe, output=tmp_path / "w1", recursive=True, workers=1)
+    two = run_all([photos], pipe, output=tmp_path / "w2", recursive=True, workers=2)
+    assert tree(tmp_path / "w1") == tree(tmp_path / "w2")
+    assert len(tree(tmp_path / "w1")) == 10
+    assert {n: (r.status, r.out_shape) for n, r in one.items()} == {
+        n: (r.status, r.out_shape) for n, r in two.items()
+    }
+
+
+def test_records_stream_with_input_indices(photos, tmp_path):
+    records = list(batch.run([photos], AVG2, BatchOptions(output=tmp_path / "o", recursive=True,
+                                                          workers=2)))
+    assert sorted(r.index for r in records) == list(range(5))
+    assert records[0].status == "skipped"  # decided while planning: first
+
+
+def test_fail_fast_stops_after_the_first_failure(photos, tmp_path):
+    (photos / "0bad.png").write_text("not a png")
+    got = run_all([photos], AVG2, output=tmp_path / "o", recursive=True, workers=1,
+                  fail_fast=True)
+    assert got["0bad.png"].status == "failed"
+    assert {got[n].status for n in ("a.png", "b.jpg", "c.png", "t.npy")} == {"skipped"}
+    assert got["a.png"].error.startswith("not run")
+    assert not (tmp_path / "o").exists()
+
+
+def test_dry_run_reads_but_writes_nothing(photos, tmp_path):
+    got = run_all([photos], AVG2, output=tmp_path / "o", recursive=True, dry_run=True,
+                  workers=1)
+    assert not (tmp_path / "o").exists()
+    assert got["a.png"].status == "ok"
+    assert got["a.png"].out_shape == (12, 16, 3) and got["a.png"].write_s is None
+
+
+def test_a_pipeline_error_is_the_files_failure(photos, tmp_path):
+    got = run_all([photos / "a.png"], Pipeline.parse("max(40)"), output=tmp_path / "o.png")
+    assert got["a.png"].status == "failed"
+    assert "kernel" in got["a.png"].error or "output" in got["a.png"].error
+    assert not (tmp_path / "o.png").exists()
+
+
+# ------------------------------------------------------------ failures half-way through a write
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt])
+def test_no_partial_file_after_a_failure_mid_write(photos, tmp_path, monkeypatch, exc):
+    """The encoder writes part of the file, then dies (disk full, Ctrl-C): nothing is left."""
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)  # the bytes reach the temporary file ...
+        raise exc("disk full")  # ... and then the write fails
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    out = tmp_path / "out"
+    out.mkdir()
+    if exc is KeyboardInterrupt:
+        with pytest.raises(KeyboardInterrupt):
+            list(batch.run([photos / "a.png"], AVG2, BatchOptions(output=out / "a.png")))
+    else:
+        got = run_all([photos / "a.png"], AVG2, output=out / "a.png")
+        assert got["a.png"].status == "failed" and "disk full" in got["a.png"].error
+    assert os.listdir(out) == []
+
+
+def test_a_failed_overwrite_keeps_the_old_output(photos, tmp_path, monkeypatch):
+    out = image(tmp_path / "a.png", seed=5)
+    before = out.read_bytes()
+
+    def save(self, fp, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    got = run_all([photos / "a.png"], AVG2, output=out, overwrite=True)
+    assert got["a.png"].status == "failed"
+    assert out.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "photos"]
+
+
+# --------------------------------------------------------------------------- a dying worker
+
+
+class DiesOnTall:
+    """A picklable pipeline whose worker process dies on images taller than 30 rows."""
+
+    def __init__(self):
+        self.inner = AVG2
+
+    def __call__(self, x, axes=None, backend="auto"):
+        if x.shape[0] > 30:
+            os._exit(3)
+        return self.inner(x, axes=axes, backend=backend)
+
+    def output_shape(self, shape, axes=None):
+        return self.inner.output_shape(shape, axes)
+
+    def scale(self, shape, axes=None):
+        return self.inner.scale(shape, axes)
+
+    @property
+    def stages(self):
+        return self.inner.stages
+
+    def __str__(self):
+        return str(self.inner)
+
+
+def test_a_dying_worker_fails_only_its_file(tmp_path):
+    src = tmp_path / "src"
+    for i in range(5):
+        image(src / f"ok{i}.png", size=(20, 20), seed=i)
+    image(src / "tall.png", size=(40, 20))
+    got = run_all([src], DiesOnTall(), output=tmp_path / "o", recursive=True, workers=2)
+    assert got["tall.png"].status == "failed"
+    assert got["tall.png"].error.startswith("the worker process died on this file")
+    assert {got[f"ok{i}.png"].status for i in range(5)} == {"ok"}
+    assert sorted(tree(tmp_path / "o")) == [f"ok{i}.png" for i in range(5)]
