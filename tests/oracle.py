@@ -361,7 +361,7 @@ def _maybe_scalar(draw, values):
     return tuple(values)
 
 
-def values_for(op, dtype, p=None, nonfinite=True):
+def values_for(op, dtype, p=None, nonfinite=True, bound=None):
     """Elements for ``op`` on ``dtype``: the whole range where the contract is exact, bounded
     where float sums of other orders could overflow, small values for lp (so sums of x**p are
     exact, and never cancel inexactly for negative p)."""
@@ -375,14 +375,20 @@ def values_for(op, dtype, p=None, nonfinite=True):
             return st.one_of(small.map(float), special) if nonfinite else small.map(float)
         return small
     if dtype.kind == "f":
-        if dtype.itemsize == 8 and op in ("avg", "sum"):
-            finite = hnp.from_dtype(dtype, min_value=-1e300, max_value=1e300)
+        if bound is not None or (dtype.itemsize == 8 and op in ("avg", "sum")):
+            bound = 1e300 if bound is None else bound
+            finite = hnp.from_dtype(dtype, min_value=-bound, max_value=bound)
             if not nonfinite:
                 return finite
             special = st.sampled_from([math.nan, math.inf, -math.inf])
             return st.one_of(finite, finite, finite, special)  # mostly finite
         return hnp.from_dtype(dtype, allow_nan=nonfinite, allow_infinity=nonfinite)
-    return hnp.from_dtype(dtype)
+    if dtype.kind == "b":
+        return hnp.from_dtype(dtype)
+    info = np.iinfo(dtype)
+    extremes = st.sampled_from([int(info.min), int(info.min) + 1, int(info.max) - 1,
+                                int(info.max)])
+    return st.one_of(hnp.from_dtype(dtype), extremes)  # saturation, wide sums
 
 
 def _array(draw, dtype, shape, elements):
@@ -391,7 +397,7 @@ def _array(draw, dtype, shape, elements):
 
 
 def pool_calls(ops=POOL_OPS, dtypes=DTYPES, max_ndim=4, padding=True, dilation=True,
-               ceil_modes=(False, True), nonfinite=None):
+               ceil_modes=(False, True), nonfinite=None, bound=None):
     """Strategy of ``(x, op, kwargs)``: a valid :func:`poolcore.pool` call on a small array."""
     st, _ = _strategies()
 
@@ -429,7 +435,7 @@ def pool_calls(ops=POOL_OPS, dtypes=DTYPES, max_ndim=4, padding=True, dilation=T
         else:
             kwargs["axes"] = tuple(a - ndim if draw(st.booleans()) else a for a in axes)
         allow = draw(st.booleans()) if nonfinite is None else nonfinite
-        x = _array(draw, dtype, tuple(shape), values_for(op, dtype, power, allow))
+        x = _array(draw, dtype, tuple(shape), values_for(op, dtype, power, allow, bound))
         return x, op, kwargs
 
     return build()
