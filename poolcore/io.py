@@ -1,0 +1,1179 @@
+"""Reading and writing what poolimg pools: images (via Pillow) and ``.npy`` tensors.
+
+API (stable; poolcore.batch and the CLI build on it)::
+
+    read(source, *, layout=None, max_pixels=None, name=None) -> Item
+    pool_item(item, pipeline, *, linear_light=False, backend="auto") -> Item
+    write(item, path, *, format=None, quality=None, overwrite=False) -> str   # atomic
+    encode(item, fp, *, format=None, quality=None) -> None    # to an open binary file
+    write_bytes(item, *, format=None, quality=None) -> bytes  # for ``-o -`` (stdout)
+    format_for_path(path) -> str | None      # "PNG", "JPEG", ..., "NPY"; None if not ours
+    normalize_format(fmt) -> str             # "jpg", ".tif", "PNG" -> "JPEG", "TIFF", "PNG"
+    Item                                     # dataclass: array, axes, kind, mode, frames, ...
+    PoolIOError > ReadError(ValueError), WriteError(ValueError), OutputExistsError(FileExistsError)
+    SUPPORTED_EXTENSIONS, LAYOUTS
+
+``source`` is a path, ``bytes`` or a binary file object (the CLI passes ``sys.stdin.buffer``
+for ``-``).
+
+Images become channel-last arrays pooled over axes (0, 1):
+
+=================  ===============================  ======================================
+file               array                            ``Item.mode``
+=================  ===============================  ======================================
+L, LA, RGB, RGBA,  uint8 (H, W) or (H, W, C)        the same
+CMYK
+I;16 (16-bit gray) uint16 (H, W)                    "I;16" (big-endian I;16B read as native)
+I                  int32 (H, W)                     "I"
+F (float TIFF)     float32 (H, W)                   "F"
+16-bit RGB(A)/LA   uint16 (H, W, C)                 "RGB;16", "RGBA;16", "LA;16" (not Pillow
+PNG or TIFF                                         modes: Pillow would cut them to 8 bits)
+P, PA              uint8 RGB or RGBA                "RGB" / "RGBA": a palette index is a
+                                                    label, averaging labels is meaningless
+1                  uint8 (0 or 255)                 "L"
+=================  ===============================  ======================================
+
+A palette or gray/RGB image with a transparent colour (tRNS) gains an alpha channel, so the
+transparency survives pooling. EXIF orientation is applied on read (as
+``PIL.ImageOps.exif_transpose``) and the tag reset to 1; ICC profile, EXIF and DPI are carried
+to the output, DPI divided by the pooling factor. Every frame of animated GIF/WebP/PNG and
+multi-page TIFF is read, with its duration.
+
+16-bit-per-channel colour: Pillow has no such mode and opens a 16-bit RGB PNG as 8-bit RGB
+(Pillow#1888, #7723). We decode it losslessly with Pillow's own decoder run twice, once per
+byte (its unpackers for little- and big-endian data keep different bytes), and write it back
+with a small PNG encoder of our own (``_png16``) or a TIFF through Pillow's IFD writer.
+
+``.npy``: read with ``allow_pickle=False`` (an object array fails, never unpickles) and
+memory-mapped; the last two axes are pooled unless ``layout`` names them (see ``LAYOUTS``;
+the pooled axes are the spatial letters d, h, w).
+
+Writes are atomic: a temporary file beside the target, created with mode 0o666 so that the
+kernel applies the umask exactly as for a plain ``open()``, then renamed over the target (or,
+without ``overwrite``, hard-linked so that a file appearing meanwhile is never clobbered). On
+any exception, KeyboardInterrupt included, the temporary file is removed. There is no fsync:
+a power cut may leave an empty target, never a partial one from a crashed process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import struct
+import sys
+import threading
+import warnings
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageFile, TiffImagePlugin, TiffTags
+
+__all__ = [
+    "LAYOUTS",
+    "SUPPORTED_EXTENSIONS",
+    "Item",
+    "OutputExistsError",
+    "PoolIOError",
+    "ReadError",
+    "WriteError",
+    "encode",
+    "format_for_path",
+    "normalize_format",
+    "pool_item",
+    "read",
+    "write",
+    "write_bytes",
+]
+
+# ---------------------------------------------------------------------- errors
+
+
+class PoolIOError(Exception):
+    """Base of the errors of this module; ``path`` names the file, ``reason`` says why."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ReadError(PoolIOError, ValueError):
+    """A file could not be read: missing, corrupt, truncated, unsupported, too large."""
+
+
+class WriteError(PoolIOError, ValueError):
+    """An item cannot be written as asked (format cannot hold the mode, bad target...)."""
+
+
+class OutputExistsError(PoolIOError, FileExistsError):
+    """The target exists and ``overwrite`` was not given."""
+
+
+# ---------------------------------------------------------------------- formats
+
+#: File extensions poolimg reads and writes, and the Pillow format (or "NPY") of each.
+SUPPORTED_EXTENSIONS = {
+    ".png": "PNG",
+    ".apng": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+    ".gif": "GIF",
+    ".npy": "NPY",
+}
+_FORMAT_NAMES = {ext.lstrip("."): fmt for ext, fmt in SUPPORTED_EXTENSIONS.items()}
+_FORMAT_NAMES.update({fmt.lower(): fmt for fmt in SUPPORTED_EXTENSIONS.values()})
+_IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
+#: The extension written for each format (used in messages).
+_EXTENSION = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif", "BMP": "bmp", "WEBP": "webp",
+              "GIF": "gif", "NPY": "npy"}
+
+#: Layouts of ``.npy`` arrays: one letter per axis; d, h, w are pooled.
+LAYOUTS = ("hw", "hwc", "chw", "nchw", "nhwc", "dhw", "cdhw", "ncdhw")
+_SPATIAL = "dhw"
+
+
+def normalize_format(fmt: str) -> str:
+    """``"jpg"``, ``".JPEG"``, ``"tif"`` ... -> the canonical name ("JPEG", "TIFF", ...)."""
+    key = str(fmt).strip().lower().lstrip(".")
+    try:
+        return _FORMAT_NAMES[key]
+    except KeyError:
+        raise ValueError(
+            f"unsupported output format {fmt!r}; expected one of "
+            f"{', '.join(sorted(set(_EXTENSION.values()) | {'jpeg', 'tiff'}))}"
+        ) from None
+
+
+def format_for_path(path: str | os.PathLike) -> str | None:
+    """The format a path's extension names, or None when it is not a file poolimg handles."""
+    return SUPPORTED_EXTENSIONS.get(os.path.splitext(os.fspath(path))[1].lower())
+
+
+# ---------------------------------------------------------------------- the item
+
+
+@dataclass
+class Item:
+    """One file in memory: the array to pool plus what is needed to write it back.
+
+    ``frames`` holds every frame (pages, animation frames) and ``frames[0]`` is ``array``; when
+    they disagree (``array`` was replaced), ``array`` wins for the first frame.
+    """
+
+    array: np.ndarray
+    axes: tuple[int, ...]
+    kind: str  # "image" | "npy"
+    mode: str | None = None  # see the table in the module docstring; None for npy
+    format: str | None = None  # "PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF", "NPY"
+    frames: list[np.ndarray] = field(default_factory=list)
+    durations: list[int] | None = None  # milliseconds per frame (animations)
+    loop: int | None = None  # animation loop count (0 = forever); None: not set
+    icc_profile: bytes | None = None
+    exif: bytes | None = None  # "Exif\0\0" + TIFF data; orientation reset to 1
+    dpi: tuple[float, float] | None = None  # (x, y), after orientation
+    layout: str | None = None  # "hw"/"hwc" for images; the npy layout if one was given
+    compression: str | None = None  # TIFF compression to reuse when writing TIFF
+    orientation: int = 1  # the EXIF orientation that was applied on read
+    source: str | None = None  # where it was read from (messages; never overwritten)
+
+    def __post_init__(self) -> None:
+        if not self.frames:
+            self.frames = [self.array]
+        self.axes = tuple(self.axes)
+
+    @property
+    def all_frames(self) -> list[np.ndarray]:
+        """Every frame, ``array`` first."""
+        return [self.array, *self.frames[1:]]
+
+    @property
+    def pixels(self) -> int:
+        """Pooled-plane elements over all frames (H*W per image frame), for MPix/s reports."""
+        total = 0
+        for a in self.all_frames:
+            n = 1
+            for ax in self.axes:
+                n *= a.shape[ax]
+            total += n
+        return total
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def read(
+    source: str | os.PathLike | bytes | BinaryIO,
+    *,
+    layout: str | None = None,
+    max_pixels: int | None = None,
+    name: str | None = None,
+) -> Item:
+    """Read an image (PNG, JPEG, TIFF, BMP, WebP, GIF) or a ``.npy`` array.
+
+    Parameters
+    ----------
+    source : path, bytes or binary file object
+        The format is recognised from the content, not the extension.
+    layout : str, optional
+        For ``.npy`` only: one of ``LAYOUTS``; its d, h, w axes are pooled. Default: the last
+        two axes. Ignored for images, which are always (H, W) or (H, W, C).
+    max_pixels : int, optional
+        Largest image (width * height of any frame) to decode. Default: Pillow's
+        decompression-bomb limit, ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (about 179 Mpx).
+    name : str, optional
+        What to call the source in errors (default: the path, or ``<stream>``).
+
+    Raises
+    ------
+    ReadError
+        Naming the file and the reason: missing, unreadable, corrupt, truncated, unsupported
+        format or mode, over the pixel limit, object-dtype ``.npy``, bad layout.
+    """
+    if max_pixels is not None and (isinstance(max_pixels, bool) or int(max_pixels) < 1):
+        raise ValueError(f"`max_pixels` must be a positive integer, got {max_pixels!r}")
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"`layout` must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        label = name or path
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as e:
+            raise ReadError(label, e.strerror or str(e)) from None
+        if head.startswith(b"\x93NUMPY"):
+            return _read_npy(path, label, layout)
+        return _read_image(lambda: open(path, "rb"), label, max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:  # a file object: pipes are not seekable, so take it all
+        data = source.read()
+        name = name or getattr(source, "name", None)
+        if not isinstance(name, str):
+            name = None
+    label = name or "<stream>"
+    if data.startswith(b"\x93NUMPY"):
+        return _read_npy(io.BytesIO(data), label, layout)
+    return _read_image(lambda: io.BytesIO(data), label, max_pixels)
+
+
+def _read_npy(src, label: str, layout: str | None) -> Item:
+    # Read the header first: an object dtype is refused before anything is loaded, with a
+    # reason that says why (numpy's own message talks about allow_pickle).
+    try:
+        if isinstance(src, str):
+            with open(src, "rb") as f:
+                shape, dtype = _npy_header(f)
+            if dtype.hasobject:
+                raise ReadError(label, _OBJECT_NPY)
+            if dtype.kind not in "biuf":
+                raise ReadError(label, f"a .npy of dtype {dtype} cannot be pooled")
+            # mmap: pooling reads each element once; a huge tensor need not fit in RAM.
+            arr = np.load(src, mmap_mode="r", allow_pickle=False)
+        else:
+            shape, dtype = _npy_header(src)
+            if dtype.hasobject:
+                raise ReadError(label, _OBJECT_NPY)
+            if dtype.kind not in "biuf":
+                raise ReadError(label, f"a .npy of dtype {dtype} cannot be pooled")
+            src.seek(0)
+            arr = np.load(src, allow_pickle=False)
+    except ReadError:
+        raise
+    except (ValueError, OSError, EOFError) as e:
+        text = str(e)
+        if "mmap length" in text or "cannot reshape" in text or "EOF" in text or (
+            isinstance(e, EOFError)
+        ):
+            raise ReadError(label, f"truncated .npy (the data is shorter than its header "
+                                   f"says): {text}") from None
+        raise ReadError(label, f"corrupt .npy: {text}") from None
+    if arr.ndim == 0:
+        raise ReadError(label, "a 0-d .npy has no axis to pool")
+    if layout is not None:
+        if len(layout) != arr.ndim:
+            raise ReadError(
+                label,
+                f"layout {layout!r} names {len(layout)} axes but the array has shape "
+                f"{arr.shape} ({arr.ndim} axes)",
+            )
+        axes = tuple(i for i, c in enumerate(layout) if c in _SPATIAL)
+    else:
+        axes = tuple(range(max(0, arr.ndim - 2), arr.ndim))
+    return Item(arr, axes, "npy", format="NPY", layout=layout, source=label)
+
+
+_OBJECT_NPY = (
+    "object-dtype .npy: loading it would unpickle Python objects, which poolimg never does "
+    "(allow_pickle=False)"
+)
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
+    from numpy.lib import format as npformat
+
+    version = npformat.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = npformat.read_array_header_1_0(f)
+    else:
+        shape, _, dtype = npformat.read_array_header_2_0(f)
+    return shape, dtype
+
+
+# Pillow's limit is a module global; raising it for one read is done under this lock so that
+# two threads raising it do not restore each other's value.
+_PIXELS_LOCK = threading.RLock()
+
+# EXIF orientation -> the transpose that makes the image upright (ImageOps.exif_transpose).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# TIFF tags that describe the picture rather than its storage: the ones kept from a TIFF's
+# main IFD as "EXIF" (the rest, strip offsets, sizes, bits, would corrupt another file).
+_DESCRIPTIVE_TAGS = {269, 270, 271, 272, 274, 285, 305, 306, 315, 316, 33432, 34665, 34853}
+
+
+def _bomb_message(size: tuple[int, int], limit: int) -> str:
+    w, h = size
+    n = w * h
+    return (
+        f"image is {w}x{h} = {n:,} pixels, over the limit of {limit:,} pixels that guards "
+        f"against decompression bombs; if you trust this file, raise the limit with "
+        f"--max-pixels {n} (max_pixels={n} in Python)"
+    )
+
+
+def _read_image(opener, label: str, max_pixels: int | None) -> Item:
+    if max_pixels is None:
+        pillow = Image.MAX_IMAGE_PIXELS
+        limit = 2 * pillow if pillow else None
+        return _decode(opener, label, limit)
+    with _PIXELS_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        # Pillow errors at 2x its limit and warns at 1x: at max_pixels it stays quiet for
+        # everything we accept, and our own check below refuses the rest with a clear text.
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+        try:
+            return _decode(opener, label, int(max_pixels))
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _decode(opener, label: str, limit: int | None) -> Item:
+    try:
+        with warnings.catch_warnings():
+            # The warning band (1x..2x Pillow's limit) is accepted as Pillow accepts it; the
+            # warning itself names no file and would be noise in a batch.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with opener() as fp:
+                try:
+                    im = Image.open(fp, formats=_IMAGE_FORMATS)
+                except Image.DecompressionBombError:
+                    # Pillow refuses before we can look at the size: reopen just the header
+                    # with the guard off to say how large the image is.
+                    size = _peek_size(opener)
+                    raise ReadError(label, _bomb_message(size, limit or 0)) from None
+                with im:
+                    return _decode_open(im, opener, label, limit)
+    except PoolIOError:
+        raise
+    except MemoryError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ReadError(
+            label,
+            "not a recognised image or .npy (corrupt, or a format other than PNG, JPEG, TIFF, "
+            "BMP, WebP, GIF and .npy)",
+        ) from None
+    except OSError as e:
+        if e.errno is not None:  # the file system, not the data
+            raise ReadError(label, e.strerror or str(e)) from None
+        text = str(e)
+        kind = "truncated image" if "truncated" in text else "corrupt image data"
+        raise ReadError(label, f"{kind}: {text}") from None
+    except (SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError,
+            KeyError, TypeError) as e:
+        raise ReadError(label, f"corrupt image data: {type(e).__name__}: {e}") from None
+
+
+def _peek_size(opener) -> tuple[int, int]:
+    with _PIXELS_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # header only; nothing is decoded
+        try:
+            with opener() as fp, Image.open(fp, formats=_IMAGE_FORMATS) as im:
+                return im.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_size(im, label: str, limit: int | None) -> None:
+    if limit is not None and im.size[0] * im.size[1] > limit:
+        raise ReadError(label, _bomb_message(im.size, limit))
+
+
+def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
+    fmt = im.format
+    if fmt == "MPO":  # a JPEG with extra pictures (phones: previews, depth maps)
+        fmt = "JPEG"
+    n_frames = 1 if fmt == "JPEG" else int(getattr(im, "n_frames", 1))
+    _check_size(im, label, limit)  # before anything is decoded
+    # The first frame is decoded before the metadata is read: a PNG's getexif() would load
+    # it anyway, and the 16-bit path must swap the decoder's rawmode before any load.
+    wide = _wide_decode(im, opener) if n_frames == 1 else None
+    if wide is None:
+        _check_not_wide(im, label)
+        im.load()
+
+    # Metadata is taken while the file is open: a TIFF's EXIF sub-IFDs are read lazily.
+    exif = im.getexif()
+    orientation = exif.get(0x0112, 1)
+    orientation = orientation if orientation in _TRANSPOSE else 1
+    exif_bytes = _clean_exif(exif, from_tiff=fmt == "TIFF")
+    icc = im.info.get("icc_profile") or None
+    dpi = _dpi(im.info.get("dpi"))
+    if dpi and orientation in (5, 6, 7, 8):  # a quarter turn swaps the axes
+        dpi = (dpi[1], dpi[0])
+    loop = im.info.get("loop")
+    compression = im.info.get("compression") if fmt == "TIFF" else None
+
+    frames, modes, durations = [], [], []
+    for index in range(n_frames):
+        if index:
+            im.seek(index)
+            _check_size(im, label, limit)
+            _check_not_wide(im, label)
+            im.load()
+        durations.append(im.info.get("duration"))
+        if wide is not None:
+            array, mode = wide
+            if orientation != 1:
+                array = _transpose_array(array, orientation)
+        else:
+            frame = im.transpose(_TRANSPOSE[orientation]) if orientation != 1 else im
+            array, mode = _frame_array(frame, label)
+        frames.append(array)
+        modes.append(mode)
+    frames, modes = _unify(frames, modes)
+    first = frames[0]
+    animated = n_frames > 1
+    return Item(
+        array=first,
+        axes=(0, 1),
+        kind="image",
+        mode=modes[0],
+        format=fmt,
+        frames=frames,
+        durations=[int(d or 0) for d in durations]
+        if animated and any(d is not None for d in durations) else None,
+        loop=int(loop) if loop is not None and animated else None,
+        icc_profile=icc,
+        exif=exif_bytes,
+        dpi=dpi,
+        layout="hw" if first.ndim == 2 else "hwc",
+        compression=compression,
+        orientation=orientation,
+        source=label,
+    )
+
+
+def _dpi(value) -> tuple[float, float] | None:
+    try:
+        x, y = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if x > 0 and y > 0 else None
+
+
+def _clean_exif(exif: Image.Exif, from_tiff: bool) -> bytes | None:
+    if not exif:
+        return None
+    if from_tiff:
+        # A TIFF's "EXIF" is its whole main IFD: keep only the descriptive tags.
+        for tag in list(exif):
+            if tag not in _DESCRIPTIVE_TAGS:
+                del exif[tag]
+    if 0x0112 in exif:
+        exif[0x0112] = 1  # the pixels are upright now
+    if not exif:
+        return None
+    try:
+        return exif.tobytes()
+    except Exception:  # unparseable maker junk: drop EXIF rather than fail the file
+        return None
+
+
+# ---- 16 bits per channel colour
+
+# Pillow's unpackers: "RGB;16B" keeps the first byte of each big-endian sample (the high one)
+# and "RGB;16L" the second (the high one of little-endian data). Decoding the same data with
+# the other one yields the low bytes: two runs of Pillow's decoder, unfiltering included, give
+# the full 16 bits.
+# libtiff hands Pillow native-order samples ("RGB;16N").
+_OTHER_END = "B" if sys.byteorder == "little" else "L"
+_SWAP = {"RGB;16B": "RGB;16L", "RGB;16L": "RGB;16B",
+         "RGBA;16B": "RGBA;16L", "RGBA;16L": "RGBA;16B",
+         "RGB;16N": "RGB;16" + _OTHER_END, "RGBA;16N": "RGBA;16" + _OTHER_END}
+
+
+def _rawmode(tile) -> str | None:
+    args = tile.args
+    if isinstance(args, str):
+        return args
+    if isinstance(args, tuple) and args and isinstance(args[0], str):
+        return args[0]
+    return None
+
+
+def _with_rawmode(tile, rawmode: str):
+    args = tile.args
+    new = rawmode if isinstance(args, str) else (rawmode, *args[1:])
+    return tile._replace(args=new)
+
+
+def _wide_decode(im, opener):
+    """(uint16 array, mode) for a 16-bit-per-channel colour image (decoded), else None."""
+    if not im.tile:
+        return None
+    raws = {_rawmode(t) for t in im.tile}
+    if len(raws) != 1:
+        return None
+    raw = raws.pop()
+    if raw == "LA;16B" and im.format == "PNG" and all(t.codec_name == "zip" for t in im.tile):
+        # PNG gray+alpha, 16 bits: decode the 4 bytes of a pixel as R, G, B, A untouched.
+        im.tile = [_with_rawmode(t, "RGBA") for t in im.tile]
+        im.load()
+        b = np.asarray(im).astype(np.uint16)
+        out = np.empty(b.shape[:2] + (2,), np.uint16)
+        np.left_shift(b[..., 0], 8, out=out[..., 0])
+        out[..., 0] |= b[..., 1]
+        np.left_shift(b[..., 2], 8, out=out[..., 1])
+        out[..., 1] |= b[..., 3]
+        return out, "LA;16"
+    if raw not in _SWAP:
+        return None
+    im.load()
+    hi = np.asarray(im)
+    with opener() as fp2, Image.open(fp2, formats=_IMAGE_FORMATS) as other:
+        other.tile = [_with_rawmode(t, _SWAP[raw]) for t in other.tile]
+        other.load()
+        lo = np.asarray(other)
+    out = hi.astype(np.uint16)
+    out <<= 8
+    out |= lo
+    mode = "RGBA;16" if raw.startswith("RGBA") else "RGB;16"
+    trns = im.info.get("transparency")
+    if mode == "RGB;16" and isinstance(trns, tuple) and len(trns) == 3:
+        alpha = np.where(np.all(out == np.asarray(trns, np.uint16), axis=-1), 0, 65535)
+        out = np.concatenate([out, alpha.astype(np.uint16)[..., None]], axis=-1)
+        mode = "RGBA;16"
+    return out, mode
+
+
+def _check_not_wide(im, label: str) -> None:
+    # Frames of an animation, or a TIFF layout we do not decode wide: refuse rather than
+    # silently keep 8 of 16 bits.
+    for t in im.tile:
+        raw = _rawmode(t) or ""
+        if ";16" in raw and im.mode in ("RGB", "RGBA"):
+            raise ReadError(
+                label,
+                f"16-bit-per-channel colour ({raw}) in a layout Pillow can only read as 8-bit; "
+                "convert it to a single-frame 16-bit PNG or TIFF, or to .npy",
+            )
+
+
+def _transpose_array(a: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation on an (H, W[, C]) array, as the PIL transposes of _TRANSPOSE."""
+    if orientation in (2, 4):
+        a = a[:, ::-1] if orientation == 2 else a[::-1]
+    elif orientation == 3:
+        a = a[::-1, ::-1]
+    elif orientation == 5:
+        a = a.swapaxes(0, 1)
+    elif orientation == 6:
+        a = a.swapaxes(0, 1)[:, ::-1]
+    elif orientation == 7:
+        a = a.swapaxes(0, 1)[::-1, ::-1]
+    elif orientation == 8:
+        a = a.swapaxes(0, 1)[::-1]
+    return np.ascontiguousarray(a)
+
+
+# ---- one frame to an array
+
+_AS_IS = {"L", "LA", "RGB", "RGBA", "CMYK", "F", "I"}
+_CONVERT = {"1": "L", "P": "RGB", "PA": "RGBA", "RGBX": "RGB", "RGBa": "RGBA", "La": "LA",
+            "YCbCr": "RGB", "HSV": "RGB"}
+
+
+def _frame_array(frame: Image.Image, label: str) -> tuple[np.ndarray, str]:
+    mode = frame.mode
+    trns = frame.info.get("transparency")
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        a = np.asarray(frame).astype(np.uint16, copy=False)  # big-endian -> native
+        if isinstance(trns, int):  # 16-bit gray with a transparent value
+            alpha = np.where(a == trns, 0, 65535).astype(np.uint16)
+            return np.stack([a, alpha], axis=-1), "LA;16"
+        return a, "I;16"
+    if mode.startswith("I;"):  # signed/12-bit variants: int32 holds them all
+        frame, mode = frame.convert("I"), "I"
+    elif mode == "P":
+        mode = "RGBA" if trns is not None or frame.palette.mode == "RGBA" else "RGB"
+        frame = frame.convert(mode)
+    elif mode in ("L", "RGB") and trns is not None:
+        mode = "LA" if mode == "L" else "RGBA"
+        frame = frame.convert(mode)
+    elif mode in _CONVERT:
+        mode = _CONVERT[mode]
+        frame = frame.convert(mode)
+    elif mode not in _AS_IS:
+        raise ReadError(label, f"unsupported image mode {mode!r}")
+    a = np.asarray(frame)
+    if mode == "I":
+        a = a.astype(np.int32, copy=False)
+    elif mode == "F":
+        a = a.astype(np.float32, copy=False)
+    return a, mode
+
+
+_WIDER = {"L": "RGB", "LA": "RGBA", "RGB": "RGBA"}
+
+
+def _unify(frames: list[np.ndarray], modes: list[str]):
+    """Animation frames may come in different modes (a GIF's first frame is P, the others
+    RGB or RGBA): promote them all to the widest so the frames stack and encode alike."""
+    if len(set(modes)) <= 1 or not set(modes) <= {"L", "LA", "RGB", "RGBA"}:
+        return frames, modes
+    has_alpha = any(m in ("LA", "RGBA") for m in modes)
+    colour = any(m in ("RGB", "RGBA") for m in modes)
+    target = ("RGBA" if has_alpha else "RGB") if colour else "LA"
+    out = []
+    for a, m in zip(frames, modes):
+        if m != target:
+            a = _convert_array(a, m, target)
+        out.append(a)
+    return out, [target] * len(out)
+
+
+def _convert_array(a: np.ndarray, mode: str, target: str) -> np.ndarray:
+    gray = mode in ("L", "LA")
+    colour = a[..., 0] if mode == "LA" else a
+    if gray:
+        colour = np.repeat(colour[..., None], 3, axis=-1) if target != "LA" else colour[..., None]
+    else:
+        colour = a[..., :3]
+    parts = [colour]
+    if target in ("LA", "RGBA"):
+        alpha = a[..., -1:] if mode in ("LA", "RGBA") else np.full(a.shape[:2] + (1,), 255,
+                                                                    np.uint8)
+        parts.append(alpha)
+    return np.concatenate(parts, axis=-1)
+
+
+# ---------------------------------------------------------------------- pooling
+
+# Ops whose output mixes the values of a window. These are alpha-weighted: a transparent
+# pixel's colour must not bleed into its neighbours. max/min pick one value and are left alone.
+_MIXING = {"avg", "sum", "lp", "median"}
+# Ops that need linear light: sums of intensities. max/min/median commute with the
+# (monotonic) sRGB transfer curve, so converting for them would change nothing but the cost.
+_LINEAR = {"avg", "sum", "lp"}
+_KNOWN = {"max", "min"} | _MIXING
+
+
+def _stage_ops(pipeline) -> list[str]:
+    stages = getattr(pipeline, "stages", None)
+    if stages is None:  # a plain callable: assume the worst (it averages)
+        return ["avg"]
+    ops = []
+    for stage in stages:
+        op = str(getattr(stage, "op", "avg")).removeprefix("adaptive_")
+        ops.append(op if op in _KNOWN else "avg")  # unknown: treat as averaging (safe side)
+    return ops
+
+
+def pool_item(item: Item, pipeline, *, linear_light: bool = False, backend: str = "auto") -> Item:
+    """Apply ``pipeline`` to every frame of ``item``; return a new Item (input untouched).
+
+    ``pipeline`` is a :class:`poolcore.Pipeline` or any object callable as
+    ``pipeline(x, axes=..., backend=...)`` with ``.stages[i].op``.
+
+    Images:
+
+    - With alpha (LA, RGBA) and an averaging stage (avg, sum, lp, median and their adaptive
+      forms), colour is pooled premultiplied: colour*alpha and alpha are pooled, then divided,
+      so a transparent pixel's colour never bleeds and a window with no opaque pixel gets
+      colour 0. Pipelines of max/min only pool each channel independently.
+    - ``linear_light``: 8/16-bit colour (L, LA, RGB, RGBA and their 16-bit forms) is decoded
+      from sRGB to linear light before an averaging pipeline and encoded back after it. Alpha is
+      not gamma-encoded and CMYK, I and F are not sRGB: those are left as they are.
+    - The output dtype is the input's (floats rounded to nearest, clipped to the dtype's range:
+      a ``sum`` saturates). DPI is divided by the input/output size ratio of each axis.
+
+    ``.npy`` arrays are pooled over ``item.axes`` with poolcore's dtype rules, nothing else.
+    """
+    frames = item.all_frames
+    if item.kind != "image":
+        out = [pipeline(a, axes=item.axes, backend=backend) for a in frames]
+        return replace(item, array=out[0], frames=out)
+    ops = _stage_ops(pipeline)
+    mixing = any(op in _MIXING for op in ops)
+    linear = linear_light and any(op in _LINEAR for op in ops)
+    out = [_pool_frame(a, item.mode or "", pipeline, mixing, linear, backend) for a in frames]
+    dpi = item.dpi
+    if dpi is not None:
+        (h0, w0), (h1, w1) = frames[0].shape[:2], out[0].shape[:2]
+        dpi = (dpi[0] * w1 / w0 if w0 else dpi[0], dpi[1] * h1 / h0 if h0 else dpi[1])
+    return replace(item, array=out[0], frames=out, dpi=dpi)
+
+
+_ALPHA_MODES = {"LA", "RGBA", "LA;16", "RGBA;16"}
+_SRGB_MODES = {"L", "LA", "RGB", "RGBA", "I;16", "LA;16", "RGB;16", "RGBA;16"}
+
+
+def _pool_frame(a, mode, pipeline, mixing, linear, backend) -> np.ndarray:
+    axes = (0, 1)
+    alpha = mode in _ALPHA_MODES and mixing
+    linear = linear and mode in _SRGB_MODES
+    if not alpha and not linear:
+        return _to_dtype(pipeline(a, axes=axes, backend=backend), a.dtype)
+    top = np.float32(np.iinfo(a.dtype).max)
+    if not alpha:
+        pooled = pipeline(_decode_lut(a.dtype)[a], axes=axes, backend=backend)
+        _encode_srgb(pooled)
+        pooled *= top
+        return _to_dtype(pooled, a.dtype)
+    # Premultiplied: one float32 array with colour*weight in the colour channels and the
+    # weight (alpha in [0, 1]) last, pooled in one call. float32 holds 65535*1 exactly enough,
+    # and the backends sum floats in float64; it halves the working set of float64.
+    work = np.empty(a.shape, np.float32)
+    colour = work[..., :-1]
+    if linear:
+        np.take(_decode_lut(a.dtype), a[..., :-1], out=colour)
+    else:
+        colour[...] = a[..., :-1]
+    weight = work[..., -1]
+    np.multiply(a[..., -1], np.float32(1) / top, out=weight)
+    colour *= weight[..., None]
+    pooled = pipeline(work, axes=axes, backend=backend)
+    del work, colour, weight
+    colour, weight = pooled[..., :-1], pooled[..., -1:]
+    # Where no pixel of the window had any opacity there is no colour to speak of: 0.
+    empty = np.broadcast_to(weight <= 0, colour.shape)
+    np.divide(colour, weight, out=colour, where=~empty)
+    colour[empty] = 0
+    if linear:
+        _encode_srgb(colour)
+        colour *= top
+    weight *= top
+    return _to_dtype(pooled, a.dtype)
+
+
+_LUTS: dict[str, np.ndarray] = {}
+
+
+def _decode_lut(dtype: np.dtype) -> np.ndarray:
+    """sRGB-encoded integer -> linear light in [0, 1], one float32 per possible value."""
+    key = np.dtype(dtype).str
+    lut = _LUTS.get(key)
+    if lut is None:
+        top = np.iinfo(dtype).max
+        v = np.arange(top + 1, dtype=np.float64) / top
+        lut = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+        _LUTS[key] = lut
+    return lut
+
+
+def _encode_srgb(x: np.ndarray) -> None:
+    """Linear light in [0, 1] -> sRGB-encoded in [0, 1] (IEC 61966-2-1), in place."""
+    np.clip(x, 0, 1, out=x)
+    low = x <= 0.0031308
+    small = x[low] * 12.92
+    np.power(x, 1 / 2.4, out=x)
+    x *= 1.055
+    x -= 0.055
+    x[low] = small
+
+
+def _to_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round to nearest (ties away from zero, as poolcore) and clip into ``dtype``."""
+    dtype = np.dtype(dtype)
+    if a.dtype == dtype:
+        return a
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if a.dtype.kind == "f":
+            a = np.trunc(a + np.copysign(0.5, a))  # also maps NaN to NaN; clip below
+            a = np.nan_to_num(a, nan=0.0, copy=False)
+        return np.clip(a, info.min, info.max).astype(dtype)
+    return a.astype(dtype)
+
+
+# ---------------------------------------------------------------------- writing
+
+# Modes each format stores without loss. Others are refused with a suggestion rather than
+# converted behind the user's back (RGBA -> JPEG would drop alpha, I;16 -> GIF would be noise).
+_CAN_HOLD = {
+    "PNG": {"L", "LA", "RGB", "RGBA", "I;16", "RGB;16", "RGBA;16", "LA;16"},
+    "JPEG": {"L", "RGB", "CMYK"},
+    "TIFF": {"L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "RGB;16", "RGBA;16"},
+    "BMP": {"L", "RGB"},
+    "WEBP": {"L", "LA", "RGB", "RGBA"},  # gray is stored as RGB
+    "GIF": {"L", "LA", "RGB", "RGBA"},  # quantised to 256 colours: GIF's nature
+}
+_MULTI_FRAME = {"PNG", "TIFF", "WEBP", "GIF"}
+_SUGGEST = {
+    "LA": "png, tiff or webp", "RGBA": "png, tiff or webp", "CMYK": "jpg or tiff",
+    "I;16": "png or tiff", "I": "tiff or npy", "F": "tiff or npy",
+    "RGB;16": "png or tiff", "RGBA;16": "png or tiff", "LA;16": "png",
+}
+_WHY = {
+    "LA": "alpha", "RGBA": "alpha", "CMYK": "CMYK", "I;16": "16-bit samples",
+    "I": "32-bit integer samples", "F": "float samples", "RGB;16": "16-bit colour",
+    "RGBA;16": "16-bit colour with alpha", "LA;16": "16-bit gray with alpha",
+}
+_DEFAULT_QUALITY = 90  # Pillow's 75 softens JPEG/WebP visibly; 90 is the common choice
+
+
+def _mode_of(a: np.ndarray, hint: str | None) -> str:
+    """The mode of one frame, from its dtype and channels (``hint`` tells CMYK from RGBA)."""
+    c = 1 if a.ndim == 2 else a.shape[-1] if a.ndim == 3 else -1
+    if a.dtype == np.uint8:
+        modes = {1: "L", 2: "LA", 3: "RGB", 4: "CMYK" if hint == "CMYK" else "RGBA"}
+    elif a.dtype == np.uint16:
+        modes = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
+    elif a.dtype == np.int32:
+        modes = {1: "I"}
+    elif a.dtype == np.float32:
+        modes = {1: "F"}
+    else:
+        modes = {}
+    if c not in modes:
+        return f"{a.dtype}{list(a.shape)}"  # not writable as an image; the check says so
+    return modes[c]
+
+
+def _target_format(item: Item, path: str | None, format: str | None) -> str:
+    if format is not None:
+        return normalize_format(format)
+    if path is not None:
+        fmt = format_for_path(path)
+        if fmt is not None:
+            return fmt
+    if item.format is None:
+        raise WriteError(path or "<stream>", "no output format: pass format=")
+    return item.format
+
+
+def _check_writable(item: Item, fmt: str, label: str) -> None:
+    if fmt == "NPY":
+        frames = item.all_frames
+        if len(frames) > 1 and len({(a.shape, a.dtype) for a in frames}) > 1:
+            raise WriteError(label, "frames of different sizes cannot be stacked into one .npy")
+        return
+    if item.kind != "image":
+        raise WriteError(
+            label, f"a .npy array of shape {item.array.shape} can only be written as .npy "
+                   f"(got --format {_EXTENSION[fmt]})")
+    frames = item.all_frames
+    if len(frames) > 1 and fmt not in _MULTI_FRAME:
+        raise WriteError(
+            label, f"{fmt} holds one image but this has {len(frames)} frames; use "
+                   f"--format gif, webp, png or tiff")
+    for a in frames:
+        mode = _mode_of(a, item.mode)
+        if mode not in _CAN_HOLD[fmt]:
+            why = _WHY.get(mode, "this kind of data")
+            suggest = _SUGGEST.get(mode, "npy")
+            raise WriteError(
+                label, f"{fmt} cannot hold mode {mode} ({why}); use --format {suggest}")
+        if mode in ("RGB;16", "RGBA;16", "LA;16") and len(frames) > 1:
+            raise WriteError(label, "16-bit colour is written as a single frame only")
+
+
+def write(
+    item: Item,
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    quality: int | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Write ``item`` to ``path`` atomically; return the path written.
+
+    The format is ``format`` if given, else the one the path's extension names, else the
+    input's. ``quality`` is for JPEG/WebP (default 90). An existing ``path`` is replaced only
+    with ``overwrite=True``; the item's own source file is never replaced.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is false.
+    WriteError
+        The format cannot hold the item (e.g. RGBA as JPEG), the target is a directory or is
+        the input, or its directory does not exist.
+    """
+    path = os.fspath(path)
+    fmt = _target_format(item, path, format)
+    _check_writable(item, fmt, path)
+    if os.path.isdir(path):
+        raise WriteError(path, "is a directory")
+    if item.source and os.path.exists(path) and _same_file(item.source, path):
+        raise WriteError(path, "is the input file; poolimg never overwrites an input")
+    if not overwrite and os.path.lexists(path):
+        raise OutputExistsError(path, "already exists; pass --overwrite to replace it")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise WriteError(path, f"directory {directory} does not exist")
+    fd, tmp = _temp_beside(directory, os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            encode(item, f, format=fmt, quality=quality, name=path)
+        _commit(tmp, path, overwrite)
+    except BaseException:
+        # Whatever happened (encoder error, disk full, Ctrl-C), no partial file stays.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _temp_beside(directory: str, base: str) -> tuple[int, str]:
+    # Not mkstemp: it creates 0600. With mode 0o666 the kernel applies the umask (and any
+    # default ACL) exactly as for a plain open(), so the renamed file has normal permissions.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base[:180]}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise WriteError(os.path.join(directory, base), "cannot create a temporary file")
+
+
+def _commit(tmp: str, path: str, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        # link() fails if path exists: no window in which a file created meanwhile (another
+        # worker, another program) could be clobbered.
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(path, "already exists; pass --overwrite to replace it") from None
+    except OSError:
+        # No hard links here (FAT, some network file systems): check, then rename.
+        if os.path.lexists(path):
+            raise OutputExistsError(
+                path, "already exists; pass --overwrite to replace it") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def write_bytes(item: Item, *, format: str | None = None, quality: int | None = None) -> bytes:
+    """The encoded file as bytes (for ``-o -``: write them to ``sys.stdout.buffer``)."""
+    buf = io.BytesIO()
+    encode(item, buf, format=format, quality=quality)
+    return buf.getvalue()
+
+
+def encode(
+    item: Item,
+    fp: BinaryIO,
+    *,
+    format: str | None = None,
+    quality: int | None = None,
+    name: str | None = None,
+) -> None:
+    """Encode ``item`` into the open binary file ``fp`` (default format: the input's)."""
+    label = name or "<stream>"
+    fmt = normalize_format(format) if format is not None else _target_format(item, None, None)
+    _check_writable(item, fmt, label)
+    frames = item.all_frames
+    if fmt == "NPY":
+        arr = frames[0] if len(frames) == 1 else np.stack(frames)
+        np.save(fp, np.asarray(arr), allow_pickle=False)
+        return
+    mode = _mode_of(frames[0], item.mode)
+    size = (frames[0].shape[1], frames[0].shape[0])
+    exif = _exif_for(item.exif, fmt, item.dpi, size)
+    icc = item.icc_profile
+    if mode in ("RGB;16", "RGBA;16", "LA;16"):
+        if fmt == "PNG":
+            fp.write(_png16(frames[0], item.dpi, icc, exif))
+        else:
+            _tiff16(frames[0], fp, item.dpi, icc, exif)
+        return
+    images = [_to_pil(a, item.mode, fmt) for a in frames]
+    if icc and images[0].mode != mode and _icc_space(icc) == b"GRAY":
+        icc = None  # gray stored as RGB (WebP): a gray profile would not fit
+    params: dict = {}
+    if icc and fmt != "BMP" and fmt != "GIF":
+        params["icc_profile"] = icc
+    if exif and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+        params["exif"] = exif
+    if item.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
+        params["dpi"] = item.dpi
+    if fmt in ("JPEG", "WEBP"):
+        params["quality"] = _DEFAULT_QUALITY if quality is None else int(quality)
+    if fmt == "TIFF" and item.compression in _TIFF_COMPRESSIONS:
+        params["compression"] = item.compression
+    if len(images) > 1:
+        params["save_all"] = True
+        params["append_images"] = images[1:]
+        if item.durations and fmt != "TIFF":
+            params["duration"] = list(item.durations)
+        if item.loop is not None and fmt != "TIFF":
+            params["loop"] = item.loop
+        if fmt == "GIF" and images[0].mode in ("RGBA", "LA"):
+            # Each frame is complete: clear the previous one, or it shows through the holes.
+            params["disposal"] = 2
+    images[0].save(fp, format=fmt, **params)
+
+
+_TIFF_COMPRESSIONS = {"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"}
+
+
+def _icc_space(icc: bytes) -> bytes:
+    return icc[16:20].strip() if len(icc) >= 20 else b""
+
+
+def _to_pil(a: np.ndarray, hint: str | None, fmt: str) -> Image.Image:
+    mode = _mode_of(a, hint)
+    if mode == "CMYK":
+        im = Image.frombuffer("CMYK", (a.shape[1], a.shape[0]),
+                              np.ascontiguousarray(a), "raw", "CMYK", 0, 1)
+    else:
+        im = Image.fromarray(np.ascontiguousarray(a))
+    if fmt == "WEBP" and mode in ("L", "LA"):
+        im = im.convert("RGB" if mode == "L" else "RGBA")
+    elif fmt == "GIF" and mode == "LA":
+        im = im.convert("RGBA")
+    return im
+
+
+def _exif_for(exif: bytes | None, fmt: str, dpi, size: tuple[int, int]) -> bytes | None:
+    """The item's EXIF fitted to the output: resolution and pixel dimensions updated."""
+    if not exif or fmt in ("BMP", "GIF", "NPY"):
+        return None
+    try:
+        e = Image.Exif()
+        e.load(exif)
+        if fmt == "TIFF":
+            for tag in list(e):
+                if tag not in _DESCRIPTIVE_TAGS:
+                    del e[tag]
+        elif dpi:
+            for tag, value in ((282, dpi[0]), (283, dpi[1])):
+                if tag in e:
+                    e[tag] = TiffImagePlugin.IFDRational(round(value * 1000), 1000)
+        sub = e.get_ifd(0x8769)
+        if 0xA002 in sub:
+            sub[0xA002], sub[0xA003] = size
+        return e.tobytes()
+    except Exception:  # keep the bytes we had rather than fail the write
+        return exif
+
+
+# ---- 16-bit colour encoders
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(
+        ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png16(a: np.ndarray, dpi, icc: bytes | None, exif: bytes | None) -> bytes:
+    """A 16-bit-per-channel PNG (colour types 4, 2, 6) from an (H, W, C) uint16 array."""
+    h, w, c = a.shape
+    colour_type = {2: 4, 3: 2, 4: 6}[c]
+    rows = np.ascontiguousarray(a, dtype=">u2").view(np.uint8).reshape(h, w * c * 2)
+    # Filter "Sub" on every row (vectorised, one pass): much smaller than no filter on
+    # photographic data, and needs no per-pixel Python loop as Paeth would.
+    bpp = c * 2
+    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 1
+    filtered[:, 1:bpp + 1] = rows[:, :bpp]
+    np.subtract(rows[:, bpp:], rows[:, :-bpp], out=filtered[:, bpp + 1:])
+    out = [b"\x89PNG\r\n\x1a\n",
+           _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))]
+    if icc:
+        out.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+    if dpi:
+        ppm = [max(1, round(d / 0.0254)) for d in dpi]
+        out.append(_png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+    if exif:
+        out.append(_png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00")))
+    out.append(_png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)))
+    out.append(_png_chunk(b"IEND", b""))
+    return b"".join(out)
+
+
+def _tiff16(a: np.ndarray, fp: BinaryIO, dpi, icc: bytes | None, exif: bytes | None) -> None:
+    """A little-endian, deflate-compressed 16-bit RGB(A) TIFF, through Pillow's IFD writer."""
+    h, w, c = a.shape
+    data = zlib.compress(np.ascontiguousarray(a, dtype="<u2").tobytes(), 6)
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    if exif:
+        e = Image.Exif()
+        e.load(exif)
+        for tag, value in e.items():
+            if tag in (0x8769, 0x8825):  # EXIF and GPS sub-IFDs, written nested
+                sub = dict(e.get_ifd(tag))
+                if sub:
+                    ifd[tag] = sub
+                    ifd.tagtype[tag] = TiffTags.LONG
+            elif tag in _DESCRIPTIVE_TAGS:
+                ifd[tag] = value
+    ifd[256] = w
+    ifd[257] = h
+    ifd[258] = (16,) * c
+    ifd[259] = 8  # Adobe deflate
+    ifd[262] = 2  # RGB
+    ifd[277] = c
+    ifd[278] = h
+    ifd[279] = len(data)
+    ifd[284] = 1
+    if c == 4:
+        ifd[338] = 2  # unassociated alpha
+    if dpi:
+        ifd[282] = TiffImagePlugin.IFDRational(round(dpi[0] * 1000), 1000)
+        ifd[283] = TiffImagePlugin.IFDRational(round(dpi[1] * 1000), 1000)
+        ifd[296] = 2
+    if icc:
+        ifd[34675] = icc
+        ifd.tagtype[34675] = TiffTags.UNDEFINED
+    # Pillow's IFD writer adds the end of the IFD and its data to StripOffsets: 0 puts the
+    # strip right after them.
+    ifd[273] = 0
+    ifd.tagtype[273] = TiffTags.LONG
+    fp.write(b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + data)
+
+
