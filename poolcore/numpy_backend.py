@@ -404,6 +404,8 @@ def median_gather(x: np.ndarray, axes, groups, out_shape) -> np.ndarray:
     xt = np.moveaxis(x, list(axes), list(range(x.ndim - m, x.ndim)))
     out = np.empty([out_shape[a] for a in rest] + [out_shape[a] for a in axes], dtype)
     rest_size = int(np.prod([x.shape[a] for a in rest], dtype=np.int64))
+    if rest_size == 0:  # an empty non-pooled axis: nothing to gather (and reshape(-1) fails)
+        return np.moveaxis(out, list(range(x.ndim - m, x.ndim)), list(axes))
     for combo in _product(groups):
         taps = int(np.prod([idx.shape[1] for _, idx in combo], dtype=np.int64))
         inner = int(np.prod([len(o) for o, _ in combo[1:]], dtype=np.int64))
