@@ -340,6 +340,12 @@ def _strategies():
     return st, hnp
 
 
+def _other_side():
+    """Length of a non-pooled axis: mostly 1 to 3, sometimes 0 (an empty batch)."""
+    st, _ = _strategies()
+    return st.sampled_from((1, 2, 3, 1, 2, 3, 0))
+
+
 def axis_params(draw, m, ceil_mode, with_padding=True, with_dilation=True):
     """``(k, s, p, d, min_n)`` for one pooled axis; ``min_n`` is the shortest length that
     still gives an output (shorter than the window is fine with ceil_mode)."""
@@ -411,7 +417,7 @@ def pool_calls(ops=POOL_OPS, dtypes=DTYPES, max_ndim=4, padding=True, dilation=T
         axes = draw(st.permutations(range(ndim)))[:m]
         ceil_mode = draw(st.sampled_from(ceil_modes))
         params = [axis_params(draw, m, ceil_mode, padding, dilation) for _ in range(m)]
-        shape = [draw(st.integers(1, 3)) for _ in range(ndim)]
+        shape = [draw(_other_side()) for _ in range(ndim)]
         for ax, (_, _, _, _, min_n) in zip(axes, params):
             shape[ax] = draw(st.integers(min_n, min_n + (5, 3, 2)[m - 1]))
         k, s, pad, d = (tuple(v[i] for v in params) for i in range(4))
@@ -453,7 +459,7 @@ def adaptive_calls(ops=ADAPTIVE_OPS, dtypes=DTYPES, max_ndim=4, nonfinite=None):
         ndim = draw(st.integers(1, max_ndim))
         m = draw(st.integers(1, min(ndim, 3)))
         axes = draw(st.permutations(range(ndim)))[:m]
-        shape = [draw(st.integers(1, 3)) for _ in range(ndim)]
+        shape = [draw(_other_side()) for _ in range(ndim)]
         sizes = []
         for ax in axes:
             n = shape[ax] = draw(st.integers(1, (9, 6, 4)[m - 1]))

@@ -281,6 +281,17 @@ def test_float_median_of_huge_values(backend):
     assert poolcore.pool(f16, "median", 2, axes=0, backend=backend).tolist() == [62752.0]
 
 
+@pytest.mark.parametrize("op", oracle.POOL_OPS)
+def test_empty_batch(backend, op):
+    """An empty non-pooled axis gives an empty output of the right shape and dtype (median
+    once failed in a reshape)."""
+    x = np.zeros((3, 0, 5), np.int16)
+    expected = oracle.pool(x, op, 2, axes=(0, 2))
+    actual = poolcore.pool(x, op, 2, axes=(0, 2), backend=backend)
+    assert actual.shape == expected.shape == (1, 0, 2)
+    assert actual.dtype == expected.dtype
+
+
 # ----------------------------------------------------------------------------- hypothesis
 
 
