@@ -77,6 +77,24 @@ def _print_version(ctx: click.Context, param, value) -> None:
     ctx.exit()
 
 
+class ConfigError(click.FileError):
+    """A --config file that cannot be used (exit status 1, as Click's FileError)."""
+
+    def format_message(self) -> str:
+        return f"Invalid config file {self.ui_filename!r}: {self.message}"
+
+
+def _config_keys(command: click.Command) -> dict[str, str]:
+    """Config key (a long option without its dashes) -> parameter name."""
+    keys = {}
+    for p in command.params:
+        if isinstance(p, click.Option) and p.name not in ("config", "version"):
+            for opt in p.opts + p.secondary_opts:
+                if opt.startswith("--"):
+                    keys[opt[2:]] = p.name
+    return keys
+
+
 def _load_config(ctx: click.Context, param, value):
     """``--config FILE``: a TOML file with the stages (``pipeline = "..."`` or ``[[stages]]``)
     and any long option by name (``workers = 4``, ``skip-existing = true``), which become the
@@ -93,27 +111,26 @@ def _load_config(ctx: click.Context, param, value):
         with open(value, "rb") as f:
             data = tomllib.load(f)
     except OSError as e:
-        raise click.FileError(value, hint=e.strerror) from None
+        raise ConfigError(value, hint=e.strerror) from None
     except tomllib.TOMLDecodeError as e:
-        raise click.FileError(value, hint=f"not valid TOML: {e}") from None
-    names = {p.name for p in ctx.command.params if isinstance(p, click.Option)}
-    names -= {"config", "version", "help"}
+        raise ConfigError(value, hint=f"not valid TOML: {e}") from None
+    keys = _config_keys(ctx.command)
     defaults = {}
     for key, v in data.items():
-        name = key.replace("-", "_")
         if key == "stages":
             continue
-        if name not in names:
-            raise click.FileError(
+        name = keys.get(key) or keys.get(key.replace("_", "-"))
+        if name is None or key == "help":
+            raise ConfigError(
                 value, hint=f"unknown key {key!r}; expected `pipeline`, [[stages]] or one of "
-                + ", ".join(sorted(n.replace("_", "-") for n in names if n != "pipeline"))
+                + ", ".join(sorted(k for k in keys if k not in ("pipeline", "help")))
             )
         defaults[name] = v
     if "pipeline" in data or "stages" in data:
         try:
             defaults["pipeline"] = str(Pipeline.from_mapping(data, value))
         except (TypeError, ValueError) as e:
-            raise click.FileError(value, hint=str(e)) from None
+            raise ConfigError(value, hint=str(e).removeprefix(f"{value}: ")) from None
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 

@@ -188,15 +188,18 @@ def format_summary(records: Sequence[Record], summary: Summary, *, dry_run: bool
                 f"{summary.skipped} skipped; nothing written")
         lines = [head]
     else:
-        lines = [
-            f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped in "
-            f"{summary.wall_s:.2f} s ({summary.megapixels_in:.1f} MPix, "
-            f"{summary.mpix_per_s:.1f} MPix/s, {summary.files_per_s:.1f} files/s)"
-        ]
+        head = (f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped in "
+                f"{_seconds(summary.wall_s)}")
+        if summary.ok:
+            head += (f" ({summary.megapixels_in:.3g} MPix: {summary.mpix_per_s:.3g} MPix/s, "
+                     f"{summary.files_per_s:.3g} files/s)")
+        lines = [head]
         done = [r for r in records if r.status == "ok" and r.total_s is not None]
         if len(done) > 1 and slowest > 0:
             top = sorted(done, key=lambda r: r.total_s, reverse=True)[:slowest]
-            lines.append("slowest: " + ", ".join(f"{r.input} ({r.total_s:.2f} s)" for r in top))
+            lines.append(
+                "slowest: " + ", ".join(f"{r.input} ({_seconds(r.total_s)})" for r in top)
+            )
     failed = [r for r in records if r.status == "failed"]
     if failed:
         lines.append("failed:")
@@ -210,6 +213,10 @@ def format_summary(records: Sequence[Record], summary: Summary, *, dry_run: bool
             reasons[r.error or "skipped"] = reasons.get(r.error or "skipped", 0) + 1
         lines.append("skipped: " + "; ".join(f"{n} {why}" for why, n in reasons.items()))
     return "\n".join(lines)
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.2f} s" if t >= 1 else f"{t * 1000:.0f} ms"
 
 
 # ---------------------------------------------------------------------------- contact sheet

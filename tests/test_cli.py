@@ -1,0 +1,387 @@
+"""The poolimg command: CliRunner in tmp_path (exit codes, exact messages), and real runs of the
+installed script and of ``python -m cli``."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from test_report import validate
+
+import poolcore
+from cli.main import FORMATS, LAYOUTS, IntTuple, main
+from poolcore import io, report
+
+BACKENDS = ", ".join(poolcore.available_backends())
+VERSION_TEXT = f"poolimg {poolcore.__version__}\nbackends: {BACKENDS}\n"
+
+
+def invoke(args, input=None):
+    result = CliRunner().invoke(main, [str(a) for a in args], input=input,
+                                catch_exceptions=False)
+    # On a failed assertion pytest shows what the command said.
+    print(f"args: {args}\nexit: {result.exit_code}\nstdout:\n{result.stdout}\n"
+          f"stderr:\n{result.stderr}")
+    return result
+
+
+def image(path: Path, size=(24, 32), seed=0, mode="RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (*size, {"RGB": 3, "RGBA": 4}[mode])
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(path)
+    return path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def src(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    d = Path("src")
+    image(d / "a.png", seed=1)
+    image(d / "b.jpg", seed=2)
+    image(d / "sub" / "c.png", seed=3, mode="RGBA")
+    return d
+
+
+# ------------------------------------------------------------------------ version, help, usage
+
+
+def test_version():
+    r = invoke(["--version"])
+    assert r.exit_code == 0 and r.stdout == VERSION_TEXT
+
+
+def test_help_shows_examples_and_sections():
+    r = invoke(["-h"])
+    assert r.exit_code == 0
+    assert r.stdout == invoke(["--help"]).stdout
+    assert "Usage: main [OPTIONS] INPUT..." in r.stdout
+    example = 'poolimg -r photos -o small -p "avg(2)" --workers 4 --report small.json'
+    assert f"\n    {example}\n" in r.stdout
+    for section in ("Pipeline:", "Reading and writing:", "Batch:", "Reports:", "Other:"):
+        assert f"\n{section}\n" in r.stdout
+
+
+def test_cli_lists_match_io():
+    assert LAYOUTS == io.LAYOUTS
+    assert {io.normalize_format(f) for f in FORMATS} == set(io.SUPPORTED_EXTENSIONS.values())
+
+
+USAGE = "Usage: main [OPTIONS] INPUT...\nTry 'main --help' for help.\n\nError: "
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["src", "-r", "-o", "o", "-p", "avg(2)", "--overwrite", "--skip-existing"],
+         "--overwrite and --skip-existing exclude each other"),
+        (["src", "-r", "-o", "o", "-p", "avg(2)", "--op", "max", "-k", "2"],
+         "-p/--pipeline and --op are alternatives: give one"),
+        (["src", "-r", "-o", "o", "-k", "2"],
+         "-k/--kernel go with --op (the one-stage shorthand)"),
+        (["src", "-r", "-o", "o", "--op", "max"], "--op needs -k/--kernel"),
+        (["src", "-r", "-o", "o"],
+         'no pipeline: give -p "avg(2)", --op avg -k 2, or --config FILE.toml'),
+        (["src", "-o", "o", "-p", "avg(2)"],
+         "'src' is a directory: pass -r (recursive) to pool the files in it"),
+        (["src/a.png", "src/b.jpg", "-o", "-", "-p", "avg(2)"],
+         "`-o -` (stdout) takes a single input file"),
+        (["src", "-r", "-o", "o", "-p", "foo(2)"],
+         "Invalid value for '-p' / '--pipeline': stage 1 `foo(2)`: unknown op 'foo'; expected "
+         "one of max, min, avg, sum, lp, median, adaptive_max, adaptive_min, adaptive_avg, "
+         "adaptive_sum, adaptive_median"),
+        (["src", "-r", "-o", "o", "--op", "max", "-k", "0"],
+         "Invalid value for --op/-k/-s/--padding: "),
+        (["src", "-r", "-o", "o", "-p", "avg(2)", "--report", "r.txt"],
+         "Invalid value for '--report': must end with .json or .csv, got 'r.txt'"),
+        (["src", "-r", "-o", "o", "-p", "avg(2)", "--contact-sheet", "src/a.png"],
+         "Invalid value for --contact-sheet: 'src/a.png' is an input or an output of this "
+         "batch"),
+        (["src", "-r", "-o", "o", "-p", "avg(2)", "--workers", "0"],
+         "Invalid value for '--workers': 0 is not in the range x>=1."),
+        (["src", "-r", "-p", "avg(2)"], "Missing option '-o' / '--output'."),
+    ],
+)
+def test_usage_errors_exit_2(src, args, message):
+    r = invoke(args)
+    assert r.exit_code == 2
+    assert r.stderr.startswith(USAGE + message)
+    assert r.stdout == ""
+    assert not Path("o").exists()
+
+
+def test_fast_backend_missing_is_a_usage_error(src):
+    if "fast" in poolcore.available_backends():
+        pytest.skip("the compiled backend is here")
+    r = invoke(["src", "-r", "-o", "o", "-p", "avg(2)", "--backend", "fast"])
+    assert r.exit_code == 2
+    assert "Invalid value for --backend: the compiled backend is not available" in r.stderr
+
+
+def test_int_tuple_option():
+    t = IntTuple()
+    assert t.convert("3", None, None) == 3
+    assert t.convert("2,3", None, None) == (2, 3)
+    assert t.convert([4, None], None, None) == (4, None)
+    assert t.convert("none, 3", None, None) == (None, 3)
+    assert t.convert(5, None, None) == 5
+    with pytest.raises(Exception, match="expected an int or ints separated by commas"):
+        t.convert("2x", None, None)
+
+
+# -------------------------------------------------------------------------------- the config
+
+
+def test_config_fills_defaults_and_flags_win(src):
+    Path("pool.toml").write_text('pipeline = "avg(4)"\nrecursive = true\nworkers = 1\n'
+                                 'skip-existing = true\nformat = "png"\n')
+    r = invoke(["src", "-o", "o", "--config", "pool.toml", "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert sorted(tree(Path("o"))) == ["a.png", "b.png", "sub/c.png"]
+    with Image.open("o/a.png") as im:
+        assert im.size == (8, 6)
+    # -p on the command line beats the file's pipeline; --op too
+    r = invoke(["src", "-o", "o2", "--config", "pool.toml", "-p", "avg(2)", "-q"])
+    assert r.exit_code == 0
+    with Image.open("o2/a.png") as im:
+        assert im.size == (16, 12)
+    r = invoke(["src", "-o", "o3", "--config", "pool.toml", "--op", "max", "-k", "8", "-q"])
+    assert r.exit_code == 0
+    with Image.open("o3/a.png") as im:
+        assert im.size == (4, 3)
+
+
+def test_config_stages_tables(src):
+    Path("pool.toml").write_text(
+        '[[stages]]\nop = "max"\nkernel = 3\nstride = 2\npadding = 1\n\n'
+        '[[stages]]\nop = "avg"\nkernel = [2, 2]\n'
+    )
+    r = invoke(["src/a.png", "-o", "out.png", "--config", "pool.toml", "--report", "r.json"])
+    assert r.exit_code == 0
+    assert json.loads(Path("r.json").read_text())["pipeline"] == (
+        "max(3, stride=2, padding=1) | avg((2, 2))"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('pipelin = "avg(2)"\n', "unknown key 'pipelin'; expected `pipeline`, [[stages]] or one "
+         "of backend, ceil-mode, contact-sheet, dry-run, fail-fast, format, kernel, layout, "
+         "linear-light, max-pixels, no-progress, op, output, overwrite, padding, quality, quiet, "
+         "recursive, report, skip-existing, stride, workers"),
+        ('pipeline = "avg(2"\n', "`pipeline`: stage 1 `avg(2`: not a stage call like `max(2)` "
+         "(near '(2')"),
+        ("pipeline = \n", "not valid TOML: "),
+    ],
+)
+def test_a_bad_config_is_a_file_error(src, text, message):
+    Path("bad.toml").write_text(text)
+    r = invoke(["src", "-r", "-o", "o", "--config", "bad.toml"])
+    assert r.exit_code == 1
+    assert r.stderr.startswith(f"Error: Invalid config file 'bad.toml': {message}")
+
+
+def test_a_missing_config(src):
+    r = invoke(["src", "-r", "-o", "o", "--config", "nope.toml"])
+    assert r.exit_code == 1
+    assert r.stderr == "Error: Invalid config file 'nope.toml': No such file or directory\n"
+
+
+# ------------------------------------------------------------------------------- batches
+
+
+def test_a_batch_with_a_corrupt_file_a_text_file_and_an_existing_output(src):
+    Path("src/corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    Path("src/notes.txt").write_text("not an image")
+    image(Path("out/b.jpg"), seed=7)
+    before = Path("out/b.jpg").read_bytes()
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--workers", "2",
+                "--report", "r.json"])
+    assert r.exit_code == 1
+    assert sorted(tree(Path("out"))) == ["a.png", "b.jpg", "sub/c.png"]
+    assert Path("out/b.jpg").read_bytes() == before
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("2 ok, 2 failed, 1 skipped in ")
+    assert lines[2:] == [
+        "failed:",
+        "  src/b.jpg: output exists: out/b.jpg (--overwrite replaces it, --skip-existing "
+        "skips it)",
+        "  src/corrupt.png: not a recognised image or .npy (corrupt, or a format other than "
+        "PNG, JPEG, TIFF, BMP, WebP, GIF and .npy)",
+        "skipped: 1 not an image or .npy (by its suffix)",
+    ]
+    assert r.stdout == ""
+    doc = json.loads(Path("r.json").read_text())
+    validate(doc, report.SCHEMA)
+    assert [(f["input"], f["status"]) for f in doc["files"]] == [
+        ("src/a.png", "ok"), ("src/b.jpg", "failed"), ("src/corrupt.png", "failed"),
+        ("src/notes.txt", "skipped"), ("src/sub/c.png", "ok"),
+    ]
+    assert doc["summary"]["files"] == 5 and doc["summary"]["megapixels_in"] == 2 * 24 * 32 / 1e6
+    assert doc["files"][0]["out_shape"] == [12, 16, 3]
+    # again with --overwrite: everything but the corrupt file, exit still 1
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--overwrite", "-q"])
+    assert r.exit_code == 1
+    assert Path("out/b.jpg").read_bytes() != before
+    assert r.stderr == (
+        "failed: src/corrupt.png: not a recognised image or .npy (corrupt, or a format other "
+        "than PNG, JPEG, TIFF, BMP, WebP, GIF and .npy)\n"
+    )
+    # and with --skip-existing, minus the corrupt file: exit 0
+    os.remove("src/corrupt.png")
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--skip-existing", "-q"])
+    assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_csv_report(src):
+    r = invoke(["src", "-r", "-o", "out", "--op", "max", "-k", "2", "--report", "r.csv"])
+    assert r.exit_code == 0
+    lines = Path("r.csv").read_text().splitlines()
+    assert lines[0] == ",".join(report.FIELDS)
+    assert lines[1].startswith("src/a.png,out/a.png,ok,,24x32x3,12x16x3,uint8,")
+    backend = "fast" if "fast" in poolcore.available_backends() else "numpy"
+    assert lines[4:6] == ["# pipeline=max(2)", f"# backend={backend}"]
+
+
+def test_dry_run_touches_nothing(src):
+    image(Path("out/b.jpg"))
+    before = tree(Path("."))
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--dry-run", "--report", "r.json",
+                "--contact-sheet", "s.png"])
+    assert r.exit_code == 1  # b.jpg would fail: its output exists
+    assert tree(Path(".")) == before
+    assert r.stdout.splitlines() == [
+        "src/a.png -> out/a.png  24x32x3 -> 12x16x3",
+        "src/b.jpg  failed: output exists: out/b.jpg (--overwrite replaces it, "
+        "--skip-existing skips it)",
+        "src/sub/c.png -> out/sub/c.png  24x32x4 -> 12x16x4",
+    ]
+    assert r.stderr.splitlines()[0] == (
+        "dry run: 2 to write, 1 would fail, 0 skipped; nothing written"
+    )
+    assert r.stderr.splitlines()[-1] == "dry run: no report or contact sheet written"
+
+
+def test_an_input_is_never_overwritten(src):
+    os.symlink("src/a.png", "link.png")
+    before = tree(Path("src"))
+    for args in (["src/a.png", "-o", "src/a.png"], ["src", "-r", "-o", "src"],
+                 ["src/a.png", "-o", "src"], ["src/a.png", "-o", "src/sub/../a.png"],
+                 ["src/a.png", "-o", "link.png"], ["src/a.png", "-o", "-", "-o", "link.png"]):
+        r = invoke([*args, "-p", "avg(2)", "--overwrite"])
+        assert r.exit_code == 1, args
+        assert "refusing to write over an input" in r.stderr
+    assert tree(Path("src")) == before
+    assert os.readlink("link.png") == "src/a.png"
+
+
+def test_one_input_to_a_file_or_a_directory(src):
+    assert invoke(["src/a.png", "-o", "x.png", "-p", "avg(2)"]).exit_code == 0
+    assert invoke(["src/a.png", "-o", "d/", "-p", "avg(2)"]).exit_code == 0
+    assert invoke(["src/a.png", "-o", "x.webp", "-p", "avg(2)", "--quality", "80"]).exit_code == 0
+    assert sorted(tree(Path(".")))[:2] == ["d/a.png", "src/a.png"]
+    with Image.open("x.webp") as im:
+        assert im.format == "WEBP" and im.size == (16, 12)
+
+
+def test_contact_sheet_says_when_it_shows_only_some(src):
+    for i in range(7):
+        image(Path(f"src/more/m{i}.png"), seed=20 + i)
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--contact-sheet", "sheet.png",
+                "--workers", "1"])
+    assert r.exit_code == 0
+    assert "contact sheet: sheet.png (the first 6 of 10 images)" in r.stderr
+    with Image.open("sheet.png") as im:
+        assert im.format == "PNG"
+
+
+def test_interrupt_exits_130_and_writes_no_report(src, monkeypatch):
+    from poolcore import batch
+
+    real_run = batch.run
+
+    def run(*args, **kwargs):
+        it = real_run(*args, **kwargs)
+        yield next(it)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run", run)
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--report", "r.json", "--workers", "1"])
+    assert r.exit_code == 130
+    assert r.stderr == ("\npoolimg: interrupted; 1 files were written whole, no partial file "
+                        "is left; no report written\n")
+    assert not Path("r.json").exists()
+
+
+def test_stdin_to_stdout(src):
+    data = Path("src/a.png").read_bytes()
+    r = CliRunner().invoke(main, ["-", "-o", "-", "-p", "avg(2)", "-q"], input=data,
+                           catch_exceptions=False)
+    assert r.exit_code == 0 and r.stderr == ""
+    out = Path("piped.png")
+    out.write_bytes(r.stdout_bytes)
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (16, 12)
+
+
+# ----------------------------------------------------------------- real processes
+
+
+def run_exe(args, **kwargs):
+    env = {**os.environ, "COLUMNS": "100"}
+    return subprocess.run(args, capture_output=True, env=env, timeout=120, **kwargs)
+
+
+def installed_poolimg():
+    exe = shutil.which("poolimg") or str(Path(sys.executable).with_name("poolimg"))
+    if not Path(exe).exists():
+        pytest.fail("the poolimg script is not installed: pip install -e .")
+    return exe
+
+
+def test_python_m_cli_version():
+    r = run_exe([sys.executable, "-m", "cli", "--version"])
+    assert r.returncode == 0 and r.stdout.decode() == VERSION_TEXT
+
+
+def test_installed_script_pools_a_batch_with_workers(src):
+    exe = installed_poolimg()
+    for i in range(4):
+        image(Path(f"src/more/m{i}.jpg"), seed=30 + i)
+    r1 = run_exe([exe, "src", "-r", "-o", "w1", "-p", "max(3, stride=2, padding=1) | avg(2)",
+                  "--workers", "1", "--report", "w1.json"])
+    r2 = run_exe([sys.executable, "-m", "cli", "src", "-r", "-o", "w2", "-p",
+                  "max(3, stride=2, padding=1) | avg(2)", "--workers", "2", "--report",
+                  "w2.csv"])
+    assert r1.returncode == 0 and r2.returncode == 0, (r1.stderr, r2.stderr)
+    assert r1.stdout == b"" and r2.stdout == b""
+    assert r1.stderr.decode().startswith("7 ok, 0 failed, 0 skipped in ")
+    assert tree(Path("w1")) == tree(Path("w2"))  # byte-identical, whatever the workers
+    assert len(tree(Path("w1"))) == 7
+    validate(json.loads(Path("w1.json").read_text()), report.SCHEMA)
+
+
+def test_installed_script_in_a_pipe(src):
+    exe = installed_poolimg()
+    with open("src/b.jpg", "rb") as f:
+        r = run_exe([exe, "-", "-o", "-", "--op", "avg", "-k", "2"], stdin=f)
+    assert r.returncode == 0
+    assert r.stderr.decode().startswith("1 ok, 0 failed, 0 skipped in ")
+    Path("piped.jpg").write_bytes(r.stdout)
+    with Image.open("piped.jpg") as im:
+        assert im.format == "JPEG" and im.size == (16, 12)
+    r = run_exe([exe, "-", "-o", "-", "--op", "avg", "-k", "2"], input=b"not an image")
+    assert r.returncode == 1 and r.stdout == b""
+    assert "<stdin>" in r.stderr.decode() or "not a recognised image" in r.stderr.decode()
