@@ -331,6 +331,8 @@ def _lp(x: np.ndarray, spec: PoolSpec, band_counts, volume: float) -> np.ndarray
 
     def finish(total, outputs):
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            # torch's sum starts at +0, so -0.0 terms ((-inf)**-1) sum to +0, whose root is +inf
+            total += 0.0
             np.divide(total, band_counts(outputs), out=total)
             total *= volume
             return to_dtype(np.power(total, 1.0 / p, out=total))
