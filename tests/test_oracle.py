@@ -137,6 +137,8 @@ HAND_CASES = [
     (np.array([-1.0, -2, 3, -5]), "lp", dict(kernel=2, p=-INF), [1, 3]),
     (np.ones(5), "lp", dict(kernel=2, p=2.0, ceil_mode=True), [math.sqrt(2)] * 3),  # over-scaled
     (np.array([3, 4], np.int16), "lp", dict(kernel=2, p=2.0), np.array([5], np.int16)),
+    # (-inf)**-1 is -0.0, and a sum starting at +0 (torch's) makes it +0: the root is +inf.
+    (np.array([-INF, -2.0]), "lp", dict(kernel=1, p=-1.0), [INF, -2]),
     # median: real elements only; an even count averages the middle two.
     (np.array([5.0, 1, 4, 2]), "median", dict(kernel=4), [3]),
     (np.array([5.0, 1, 4, 2]), "median", dict(kernel=3, stride=1, padding=1),
@@ -370,7 +372,7 @@ def test_oracle_matches_sliding_window_view(case):
     elif op == "sum":
         np.testing.assert_allclose(windows.sum(axis=window_axes), expected, rtol=1e-12)
     else:
-        flat = windows.reshape(windows.shape[: x.ndim] + (-1,))
+        flat = windows.reshape(windows.shape[: x.ndim] + (math.prod(windows.shape[x.ndim:]),))
         reference = np.median(flat.astype(np.float64), axis=-1)
         if x.dtype.kind == "i":  # ties away from zero
             reference = np.copysign(np.floor(np.abs(reference) + 0.5), reference)
