@@ -447,6 +447,8 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
     exif_bytes = _clean_exif(exif, from_tiff=fmt == "TIFF")
     icc = im.info.get("icc_profile") or None
     dpi = _dpi(im.info.get("dpi"))
+    if fmt == "TIFF" and 282 not in im.tag_v2:
+        dpi = None  # Pillow reports (1, 1) for a TIFF without resolution tags
     if dpi and orientation in (5, 6, 7, 8):  # a quarter turn swaps the axes
         dpi = (dpi[1], dpi[0])
     loop = im.info.get("loop")
