@@ -342,8 +342,9 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
                     bar.write(f"failed: {rec.input}: {rec.error}", file=sys.stderr)
     except KeyboardInterrupt:
         done = sum(r.status == "ok" for r in records)
-        click.echo(f"\npoolimg: interrupted; {done} files were written whole, no partial "
-                   "file is left; no report written", err=True)
+        click.echo(f"\npoolimg: interrupted after {done} of {len(plan)} files (and the files in "
+                   "flight, finished whole); no partial file is left; no report written",
+                   err=True)
         ctx.exit(130)
     records.wall_s = time.perf_counter() - start
     return records

@@ -4,8 +4,10 @@ installed script and of ``python -m cli``."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -320,8 +322,8 @@ def test_interrupt_exits_130_and_writes_no_report(src, monkeypatch):
     monkeypatch.setattr(batch, "run", run)
     r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--report", "r.json", "--workers", "1"])
     assert r.exit_code == 130
-    assert r.stderr == ("\npoolimg: interrupted; 1 files were written whole, no partial file "
-                        "is left; no report written\n")
+    assert r.stderr == ("\npoolimg: interrupted after 1 of 3 files (and the files in flight, "
+                        "finished whole); no partial file is left; no report written\n")
     assert not Path("r.json").exists()
 
 
@@ -385,3 +387,29 @@ def test_installed_script_in_a_pipe(src):
     r = run_exe([exe, "-", "-o", "-", "--op", "avg", "-k", "2"], input=b"not an image")
     assert r.returncode == 1 and r.stdout == b""
     assert "<stdin>" in r.stderr.decode() or "not a recognised image" in r.stderr.decode()
+
+
+def test_ctrl_c_leaves_no_partial_file(src):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal, in the middle of a batch
+    with two workers: exit 130, every output there is whole, no temporary file, no report."""
+    exe = installed_poolimg()
+    for i in range(40):
+        image(Path(f"big/i{i:02d}.png"), size=(160, 160), seed=i)
+    proc = subprocess.Popen(
+        [exe, "big", "-r", "-o", "out", "-p", "median(7, stride=1)", "--workers", "2",
+         "--report", "r.json"], start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any(Path("out").glob("*.png")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert "no partial file is left" in err.decode()
+    written = os.listdir("out")
+    assert 0 < len(written) < 40
+    assert not [n for n in written if n.startswith(".")]  # no temporary file
+    for name in written:
+        with Image.open(Path("out", name)) as im:
+            im.load()
+            assert im.size == (154, 154)
+    assert not Path("r.json").exists()
