@@ -207,17 +207,19 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
             )
     out_real = os.path.realpath(out) if to_dir else None
 
-    # (input, output, status decided now or None, reason)
-    sources: list[tuple[str, str, str | None, str | None]] = []
+    # (input, output, status decided now or None, reason); no output for an input we refuse
+    sources: list[tuple[str, str | None, str | None, str | None]] = []
     for a in args:
         if a == STDIO:
             sources.append((a, out, None, None))
         elif os.path.isdir(a):
             for path, rel, status, why in _walk(a, out_real):
-                sources.append((path, _mirror(out, rel, options) if to_dir else out, status, why))
+                dest = None if status else _mirror(out, rel, options)
+                sources.append((path, dest, status, why))
         else:
+            status, why = _classify(a)
             dest = _mirror(out, os.path.basename(a), options) if to_dir else out
-            sources.append((a, dest, *_classify(a)))
+            sources.append((a, None if status else dest, status, why))
 
     # Identity of every input file, to refuse any output that is one of them.
     input_ids = set()

@@ -159,7 +159,9 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
 def test_summary_text():
     text = report.format_summary(records(), summary())
     lines = text.splitlines()
-    assert lines[0].startswith("1 ok, 1 failed, 1 skipped in 0.50 s")
+    assert lines[0] == (
+        "1 ok, 1 failed, 1 skipped in 500 ms (4.8e-05 MPix: 9.6e-05 MPix/s, 2 files/s)"
+    )
     assert "failed:" in lines and "  b.png: cannot identify image file" in lines
     assert lines[-1] == "skipped: 1 not an image or .npy"
 
@@ -168,9 +170,13 @@ def test_summary_text_lists_the_slowest_and_caps_failures():
     recs = [Record(f"f{i}.png", f"o/f{i}.png", "ok", total_s=i / 10, index=i) for i in range(5)]
     recs += [Record(f"x{i}.png", None, "failed", error="bad", index=10 + i) for i in range(12)]
     text = report.format_summary(recs, summary(recs), max_listed=10)
-    assert "slowest: f4.png (0.40 s), f3.png (0.30 s), f2.png (0.20 s)" in text
+    assert "slowest: f4.png (400 ms), f3.png (300 ms), f2.png (200 ms)" in text
     assert "  ... and 2 more (see --report)" in text
     assert report.format_summary([], Summary.of([], 0.1)) == "poolimg: no files to pool"
+    none_ran = [Record("x.png", None, "failed", error="bad", index=0)]
+    assert report.format_summary(none_ran, Summary.of(none_ran, 1.5)).splitlines()[0] == (
+        "0 ok, 1 failed, 0 skipped in 1.50 s"
+    )
 
 
 def test_summary_counts_and_exit_code():
