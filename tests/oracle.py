@@ -382,7 +382,7 @@ def values_for(op, dtype, p=None, nonfinite=True, bound=None):
         return small
     if dtype.kind == "f":
         if bound is not None or (dtype.itemsize == 8 and op in ("avg", "sum")):
-            bound = 1e300 if bound is None else bound
+            bound = min(1e300 if bound is None else bound, float(np.finfo(dtype).max))
             finite = hnp.from_dtype(dtype, min_value=-bound, max_value=bound)
             if not nonfinite:
                 return finite
