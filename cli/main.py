@@ -187,7 +187,7 @@ def _suffix(*suffixes: str):
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists.")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
-              help="Worker processes [default: one per CPU].")
+              help="Worker processes [default: one per CPU; 1 for under 4 MB of input].")
 @click.option("--backend", type=click.Choice(("auto", "numpy", "fast")), default="auto",
               show_default=True, help="Pooling kernels.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed file.")

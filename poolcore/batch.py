@@ -30,6 +30,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 STDIO = "-"
+# With workers=None, a batch with less input than this runs in this process: starting worker
+# processes (~0.15-0.3 s) costs more than they save on a few MB of images.
+SMALL_BATCH_BYTES = 4 << 20
 
 # The per-file fields of a report, in order (see poolcore.report).
 FIELDS = (
@@ -46,7 +49,7 @@ class BatchOptions:
 
     output: str | os.PathLike | None = None
     recursive: bool = False
-    workers: int | None = None
+    workers: int | None = None  # None: one per CPU, or 1 for a batch under SMALL_BATCH_BYTES
     backend: str = "auto"
     layout: str | None = None
     overwrite: bool = False
@@ -123,6 +126,7 @@ class Plan:
     tasks: list[Task]
     decided: list[Record]
     output_dir: str | None = None  # the directory outputs go under, if not a single file
+    input_bytes: int = 0  # total size of the input files
 
     def __len__(self) -> int:
         return len(self.tasks) + len(self.decided)
@@ -223,13 +227,16 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
 
     # Identity of every input file, to refuse any output that is one of them.
     input_ids = set()
-    for path, _, _, _ in sources:
+    input_bytes = 0
+    for path, _, status, _ in sources:
         if path != STDIO:
             try:
                 st = os.stat(path)
             except OSError:
                 continue
             input_ids.add((st.st_dev, st.st_ino))
+            if status is None:
+                input_bytes += st.st_size
 
     tasks: list[Task] = []
     decided: list[Record] = []
@@ -241,7 +248,7 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
             tasks.append(Task(index, path, dest, options.format))
         else:
             decided.append(Record(path, dest, status, error=why, index=index))
-    return Plan(tasks, decided, out if to_dir else None)
+    return Plan(tasks, decided, out if to_dir else None, input_bytes)
 
 
 def _names_directory(out: str) -> bool:
@@ -336,13 +343,17 @@ def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOpti
     :class:`Record` per input, as each finishes: first those decided while planning, then the
     others in the order they complete (``Record.index`` is the input order).
 
-    With ``options.n_workers > 1`` files run in that many worker processes; a file's arrays
-    never leave its worker. Close the iterator (or let it finish) to shut the workers down.
+    With ``options.n_workers > 1`` files run in that many worker processes (with
+    ``workers=None``, only when the inputs add up to ``SMALL_BATCH_BYTES`` or more); a file's
+    arrays never leave its worker. Close the iterator (or let it finish) to shut the workers
+    down.
     """
     the_plan = inputs if isinstance(inputs, Plan) else plan(inputs, options)
     yield from the_plan.decided
     tasks = list(the_plan.tasks)
     workers = min(options.n_workers, len(tasks))
+    if options.workers is None and the_plan.input_bytes < SMALL_BATCH_BYTES:
+        workers = 1
     if workers <= 1 or any(t.input == STDIO or t.output == STDIO for t in tasks):
         yield from _run_here(tasks, pipeline, options)
     else:

@@ -339,3 +339,24 @@ def test_a_dying_worker_fails_only_its_file(tmp_path):
     assert got["tall.png"].error.startswith("the worker process died on this file")
     assert {got[f"ok{i}.png"].status for i in range(5)} == {"ok"}
     assert sorted(tree(tmp_path / "o")) == [f"ok{i}.png" for i in range(5)]
+
+
+def test_small_batches_run_here_unless_workers_are_asked_for(photos, tmp_path, monkeypatch):
+    pools = []
+
+    def pool(tasks, pipeline, options, workers):
+        pools.append(workers)
+        yield from batch._run_here(tasks, pipeline, options)
+
+    monkeypatch.setattr(batch, "_run_pool", pool)
+    monkeypatch.setattr(batch, "_cpu_count", lambda: 4)
+    plan = batch.plan([photos], BatchOptions(output=tmp_path / "a", recursive=True))
+    assert 0 < plan.input_bytes < batch.SMALL_BATCH_BYTES
+    list(batch.run(plan, AVG2, BatchOptions(output=tmp_path / "a", recursive=True)))
+    assert pools == []
+    list(batch.run([photos], AVG2, BatchOptions(output=tmp_path / "b", recursive=True,
+                                                workers=3)))
+    assert pools == [3]
+    monkeypatch.setattr(batch, "SMALL_BATCH_BYTES", 1)
+    list(batch.run([photos], AVG2, BatchOptions(output=tmp_path / "c", recursive=True)))
+    assert pools == [3, 4]
