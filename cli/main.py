@@ -155,7 +155,8 @@ def _suffix(*suffixes: str):
     return check
 
 
-@click.command(cls=_Command, context_settings=CONTEXT_SETTINGS)
+@click.command(cls=_Command, context_settings=CONTEXT_SETTINGS,
+               options_metavar="-o PATH [OPTIONS]")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", required=True, metavar="PATH",
               help="Output directory (created if missing), or a file when there is a single "
@@ -179,7 +180,8 @@ def _suffix(*suffixes: str):
               "[default: the last two axes].")
 @click.option("--format", "format_", type=click.Choice(FORMATS, case_sensitive=False),
               metavar="EXT", help=f"Output format: {', '.join(FORMATS)} [default: the input's].")
-@click.option("--quality", type=click.IntRange(1, 100), help="JPEG/WebP quality, 1-100.")
+@click.option("--quality", type=click.IntRange(1, 100), metavar="Q",
+              help="JPEG/WebP quality [default: 90].")
 @click.option("--linear-light", is_flag=True,
               help="Average in linear light rather than gamma-encoded sRGB.")
 @click.option("--max-pixels", type=click.IntRange(min=1), metavar="N",
