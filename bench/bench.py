@@ -897,7 +897,7 @@ def run_startup(quick: bool, log) -> tuple[list[dict], list[str]]:
         for label, ts in times.items()
     ]
     if version:
-        notes.append(f"`poolimg --version` says: {version.strip()}")
+        notes.append(f"`poolimg --version` says: {'; '.join(version.strip().splitlines())}")
     log("case 6 done")
     return results, notes
 
