@@ -472,8 +472,15 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
         frames.append(array)
         modes.append(mode)
     frames, modes = _unify(frames, modes)
-    first = frames[0]
     animated = n_frames > 1
+    if animated and fmt == "WEBP" and modes[0] == "RGBA" and all(
+        f[..., 3].min() == 255 for f in frames
+    ):
+        # libwebp's animation encoder stores changed rectangles over a transparent canvas,
+        # so an animation of opaque RGB frames comes back flagged RGBA: it is RGB.
+        frames = [np.ascontiguousarray(f[..., :3]) for f in frames]
+        modes = ["RGB"] * len(frames)
+    first = frames[0]
     return Item(
         array=first,
         axes=(0, 1),
@@ -945,7 +952,7 @@ def write(
         raise WriteError(path, f"directory {directory} does not exist")
     fd, tmp = _temp_beside(directory, os.path.basename(path))
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "w+b") as f:
             encode(item, f, format=fmt, quality=quality, name=path)
         _commit(tmp, path, overwrite)
     except BaseException:
@@ -968,7 +975,8 @@ def _same_file(a: str, b: str) -> bool:
 def _temp_beside(directory: str, base: str) -> tuple[int, str]:
     # Not mkstemp: it creates 0600. With mode 0o666 the kernel applies the umask (and any
     # default ACL) exactly as for a plain open(), so the renamed file has normal permissions.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    # Read-write: Pillow's multi-page TIFF writer reads back what it wrote.
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
         tmp = os.path.join(directory, f".{base[:180]}.{secrets.token_hex(4)}.tmp")

@@ -175,7 +175,9 @@ def main(out: Path) -> None:
         for ch in range(3):
             rgba[..., ch] = np.where(a > 0, col[ch], rgba[..., ch])
         alpha = np.maximum(alpha, a)
-    alpha = np.where((xx > 20) & (xx < 236) & (np.abs(yy - 236) < 6), 0.5, alpha)  # half-opaque bar
+    bar = (xx > 20) & (xx < 236) & (np.abs(yy - 236) < 6)  # a half-opaque dark bar
+    rgba[bar, :3] = (40, 40, 40)
+    alpha = np.where(bar, 0.5, alpha)
     rgba[..., 3] = (alpha * 255 + 0.5).astype(np.uint8)
     Image.fromarray(rgba, "RGBA").save(out / "rgba.png", optimize=True)
 
