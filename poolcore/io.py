@@ -57,9 +57,11 @@ a power cut may leave an empty target, never a partial one from a crashed proces
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import secrets
+import shutil
 import struct
 import sys
 import threading
@@ -950,17 +952,23 @@ def write(
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise WriteError(path, f"directory {directory} does not exist")
-    fd, tmp = _temp_beside(directory, os.path.basename(path))
+    base = os.path.basename(path)
+    fd, tmp = _open_temp(directory, base)
     try:
         with os.fdopen(fd, "w+b") as f:
             encode(item, f, format=fmt, quality=quality, name=path)
-        _commit(tmp, path, overwrite)
+            f.flush()
+            if tmp is None:  # unnamed: give it its name while the descriptor is open
+                tmp = _link_unnamed(f, directory, base, path, overwrite)
+        if tmp is not None:
+            _commit(tmp, path, overwrite)
     except BaseException:
         # Whatever happened (encoder error, disk full, Ctrl-C), no partial file stays.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
     return path
 
@@ -970,6 +978,54 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _open_temp(directory: str, base: str) -> tuple[int, str | None]:
+    """A file to encode into: unnamed (O_TMPFILE, Linux) when the file system allows it, so
+    that a process killed mid-write (SIGKILL, a dying pool worker) leaves nothing behind;
+    else a hidden named file beside the target, removed on any exception."""
+    if _TMPFILE:
+        try:
+            fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o666)
+            return fd, None
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+                raise
+    return _temp_beside(directory, base)
+
+
+_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+
+
+def _link_unnamed(f, directory: str, base: str, path: str, overwrite: bool) -> str | None:
+    """Give the unnamed file ``f`` its final name; return a named temp file still to commit
+    if that could not be done directly (None when done)."""
+    proc = f"/proc/self/fd/{f.fileno()}"
+    if not overwrite:
+        try:
+            os.link(proc, path, follow_symlinks=True)  # fails if path exists: no clobbering
+            return None
+        except FileExistsError:
+            raise OutputExistsError(
+                path, "already exists; pass --overwrite to replace it") from None
+        except OSError:
+            pass
+    # Overwrite (rename is what replaces atomically), or link() refused: name it, then commit.
+    fd, tmp = _temp_beside(directory, base)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(proc, tmp, follow_symlinks=True)
+    except OSError:  # no links at all: copy the bytes into a named temp file
+        fd, tmp = _temp_beside(directory, base)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                f.seek(0)
+                shutil.copyfileobj(f, out)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    return tmp
 
 
 def _temp_beside(directory: str, base: str) -> tuple[int, str]:

@@ -766,7 +766,7 @@ def _rgb_item(tmp_path) -> pio.Item:
     return pio.read(save(tmp_path, "in.png", encode_pil(Image.fromarray(u8(8, 8, 3)), "PNG")))
 
 
-def test_refuses_to_overwrite_without_the_flag(tmp_path):
+def test_refuses_to_overwrite_without_the_flag(tmp_path, temp_kind):
     item = _rgb_item(tmp_path)
     target = tmp_path / "out.png"
     target.write_bytes(b"precious")
@@ -787,8 +787,18 @@ def test_never_overwrites_its_input(tmp_path):
     assert (tmp_path / "in.png").read_bytes() == before
 
 
+@pytest.fixture(params=["unnamed", "named"])
+def temp_kind(request, monkeypatch):
+    """Both ways of making the temporary file: O_TMPFILE (Linux) and a hidden named file."""
+    if request.param == "unnamed" and not pio._TMPFILE:
+        pytest.skip("no O_TMPFILE here")
+    if request.param == "named":
+        monkeypatch.setattr(pio, "_TMPFILE", False)
+    return request.param
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002])
-def test_permissions_follow_the_umask(tmp_path, umask):
+def test_permissions_follow_the_umask(tmp_path, umask, temp_kind):
     item = _rgb_item(tmp_path)
     old = os.umask(umask)
     try:
@@ -809,7 +819,7 @@ class Boom(Exception):
 
 
 @pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt])
-def test_failure_mid_write_leaves_no_file(tmp_path, monkeypatch, exc):
+def test_failure_mid_write_leaves_no_file(tmp_path, monkeypatch, exc, temp_kind):
     item = _rgb_item(tmp_path)
 
     def half_then_fail(self, fp, *args, **kwargs):
@@ -828,7 +838,7 @@ def test_failure_mid_write_leaves_no_file(tmp_path, monkeypatch, exc):
     assert (tmp_path / "old.png").read_bytes() == b"old"
 
 
-def test_failure_mid_write_of_npy_and_16_bit_png_leaves_no_file(tmp_path, monkeypatch):
+def test_failure_mid_write_of_npy_and_16_bit_png_leaves_no_file(tmp_path, monkeypatch, temp_kind):
     item = pio.read(SAMPLES / "nchw.npy")
 
     def fail(fp, *args, **kwargs):
@@ -843,6 +853,35 @@ def test_failure_mid_write_of_npy_and_16_bit_png_leaves_no_file(tmp_path, monkey
     with pytest.raises(Boom):
         pio.write(wide, tmp_path / "out.png")
     assert files_in(tmp_path) == []
+
+
+KILLED_MID_WRITE = """
+import os, sys
+from PIL import Image
+from poolcore import io as pio
+item = pio.read(sys.argv[1])
+def die(self, fp, *a, **k):
+    fp.write(b"half an image")
+    fp.flush()
+    os._exit(9)  # as SIGKILL or a dying pool worker: no Python cleanup runs
+Image.Image.save = die
+pio.write(item, sys.argv[2])
+"""
+
+
+def test_a_process_killed_mid_write_leaves_no_file(tmp_path):
+    if not pio._TMPFILE:
+        pytest.skip("without O_TMPFILE a killed process leaves its hidden .tmp file")
+    import subprocess
+    import sys
+
+    _rgb_item(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    run = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "in.png"),
+                          str(out / "x.png")], capture_output=True)
+    assert run.returncode == 9, run.stderr
+    assert files_in(out) == []
 
 
 def test_modes_a_format_cannot_hold_are_refused_before_writing(tmp_path):
