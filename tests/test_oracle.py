@@ -15,8 +15,10 @@ import oracle
 import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import poolcore
+from poolcore import numpy_backend
 
 NAN, INF = math.nan, math.inf
 
@@ -336,6 +338,48 @@ def test_pool_64_bit_integers_match_oracle(backend, case):
     """The whole 64-bit range: sums, means and medians of huge values must stay exact."""
     x, op, kwargs = case
     check_pool(x, op, kwargs, backend)
+
+
+@st.composite
+def long_axis_calls(draw):
+    """Kernels up to 40 taps on a long axis: where the numpy backend switches from adding the
+    k taps to its O(log k) doubling scheme (only worth it for many windows of many taps)."""
+    op = draw(st.sampled_from(oracle.POOL_OPS))
+    dtype = np.dtype(draw(st.sampled_from(("float64", "int32", "uint8", "bool")
+                                          if op in ("max", "min") else ("float64", "int32"))))
+    k = draw(st.integers(3, 40))
+    d = draw(st.integers(1, 2))
+    span = d * (k - 1) + 1
+    p = draw(st.integers(0, span // 2))
+    s = draw(st.integers(1, 3))
+    ceil_mode = draw(st.booleans())
+    n = draw(st.integers(max(1, span - 2 * p), span + 120))
+    rows = draw(st.integers(1, 2))
+    kwargs = dict(kernel=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode, axes=(-1,))
+    if op in ("avg", "lp"):
+        kwargs["count_include_pad"] = draw(st.booleans())
+    if op == "lp":
+        kwargs["p"] = draw(st.sampled_from(oracle.LP_POWERS))
+    power = kwargs.get("p")
+    x = draw(hnp.arrays(dtype, (rows, n), elements=oracle.values_for(op, dtype, power, False)))
+    return x, op, kwargs
+
+
+@given(case=long_axis_calls())
+def test_large_kernels_match_oracle(backend, case):
+    x, op, kwargs = case
+    check_pool(x, op, kwargs, backend)
+
+
+@given(case=oracle.pool_calls(), bytes_=st.sampled_from([1, 8, 64]))
+def test_bands_match_oracle(case, bytes_):
+    """The numpy backend processes large inputs in bands of output rows (separable passes)
+    and of windows (median); tiny band sizes make every small case run in many bands."""
+    x, op, kwargs = case
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(numpy_backend, "BAND_BYTES", bytes_)
+        mp.setattr(numpy_backend, "MEDIAN_BAND_ELEMENTS", bytes_)
+        check_pool(x, op, kwargs, "numpy")
 
 
 # ----------------------------------------------------------------------------- the oracle itself
