@@ -27,7 +27,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 STDIO = "-"
 # With workers=None, a batch with less input than this runs in this process: starting worker
@@ -116,6 +116,9 @@ class Task:
     input: str
     output: str
     format: str | None = None
+    # A retry after a worker died: the output may be the whole file the first attempt wrote
+    # (the output did not exist when planned, or overwrite was given), so it is replaced.
+    retry: bool = False
 
 
 @dataclass
@@ -396,7 +399,7 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
             if parent:
                 os.makedirs(parent, exist_ok=True)
             io.write(pooled, task.output, format=task.format, quality=options.quality,
-                     overwrite=options.overwrite)
+                     overwrite=options.overwrite or task.retry)
         rec.write_s = time.perf_counter() - t2
         rec.status = "ok"
     except Exception as e:  # one bad file never stops the batch
@@ -435,13 +438,26 @@ def _run_here(tasks: list[Task], pipeline, options: BatchOptions) -> Iterator[Re
 
 
 # Worker-process state, set once per worker by _init_worker.
-_worker: dict = {}
+_worker: dict = {"busy": False}
+
+
+class _Terminated(BaseException):
+    """SIGTERM in a worker, raised where the worker is so that io.write's clean-up runs."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    if not _worker["busy"]:
+        os._exit(128 + signum)  # idle: nothing to clean up
+    raise _Terminated
 
 
 def _init_worker(pipeline, options: BatchOptions) -> None:
     # The parent owns Ctrl-C: it stops handing out files and lets those in flight finish, so a
     # worker is never interrupted half-way through a write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM comes from the pool when another worker died (or from a supervisor): the file
+    # being written is abandoned, its temporary file removed, and the process ends.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     # One level of parallelism: the compiled kernels stay single-threaded inside a worker.
     os.environ["POOLCORE_THREADS"] = "1"
     _worker["pipeline"] = pipeline
@@ -449,7 +465,13 @@ def _init_worker(pipeline, options: BatchOptions) -> None:
 
 
 def _work(task: Task) -> Record:
-    return process(task, _worker["pipeline"], _worker["options"])
+    _worker["busy"] = True
+    try:
+        return process(task, _worker["pipeline"], _worker["options"])
+    except _Terminated:
+        os._exit(128 + signal.SIGTERM)  # the temporary file is gone: io.write cleaned up
+    finally:
+        _worker["busy"] = False
 
 
 def _mp_context():
@@ -486,14 +508,18 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
     try:
         while inflight or (pending and not stopped):
             while pending and not stopped and len(inflight) < window:
+                if any(t.index in solo for t in inflight.values()):
+                    break  # a suspect runs alone
                 if pending[0].index in solo and inflight:
                     break
                 task = pending.popleft()
                 inflight[executor.submit(_work, task)] = task
-                if task.index in solo:
-                    break
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             broken = []
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                # A worker died: every future still in flight fails with the pool, though
+                # some may have finished first. Collect them all, then start a new pool.
+                done, _ = wait(inflight)
             for fut in sorted(done, key=lambda f: inflight[f].index):
                 task = inflight.pop(fut)
                 try:
@@ -505,24 +531,19 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
                 if options.fail_fast and rec.status == "failed":
                     stopped = True
             if broken:
-                # Every file in flight fails with the pool: collect them all, then start anew.
-                wait(inflight)
-                broken += list(inflight.values())
-                inflight.clear()
                 executor.shutdown(wait=True)
                 executor = start()
                 retry = []
-                for task in sorted(broken, key=lambda t: t.index):
-                    if task.index in solo:
-                        rec = Record(task.input, task.output, "failed", index=task.index,
+                for task in broken:
+                    if task.index in solo:  # it ran alone: it is the one that kills workers
+                        yield Record(task.input, task.output, "failed", index=task.index,
                                      error="the worker process died on this file (a crash, "
                                      "or killed: out of memory?)")
-                        yield rec
                         if options.fail_fast:
                             stopped = True
                     else:
                         solo.add(task.index)
-                        retry.append(task)
+                        retry.append(replace(task, retry=True))
                 pending.extendleft(reversed(retry))
         if stopped:
             yield from (_not_run(t) for t in pending)
