@@ -321,18 +321,27 @@ class _Records(list):
 
 
 def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Records:
-    """Iterate the batch under a progress bar (stderr, a terminal only); Ctrl-C ends with
-    status 130 after the files in flight have landed."""
+    """Iterate the batch under a progress bar (stderr, a terminal only). Ctrl-C (or SIGTERM,
+    as from ``timeout`` or a CI runner) stops it after the files in flight have landed, with
+    status 130 (143)."""
     import contextlib
+    import signal
     import time
 
     from tqdm import tqdm
 
     from poolcore import batch
 
+    received = []
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
     show = not (quiet or no_progress) and sys.stderr.isatty()
     records = _Records()
     start = time.perf_counter()
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         with tqdm(total=len(plan), disable=not show, file=sys.stderr, unit="file",
                   dynamic_ncols=True, leave=False) as bar, \
@@ -347,7 +356,9 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
         click.echo(f"\npoolimg: interrupted after {done} of {len(plan)} files (and the files in "
                    "flight, finished whole); no partial file is left; no report written",
                    err=True)
-        ctx.exit(130)
+        ctx.exit(128 + (received[0] if received else signal.SIGINT))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     records.wall_s = time.perf_counter() - start
     return records
 

@@ -389,9 +389,11 @@ def test_installed_script_in_a_pipe(src):
     assert "<stdin>" in r.stderr.decode() or "not a recognised image" in r.stderr.decode()
 
 
-def test_ctrl_c_leaves_no_partial_file(src):
-    """SIGINT to the whole process group, as Ctrl-C in a terminal, in the middle of a batch
-    with two workers: exit 130, every output there is whole, no temporary file, no report."""
+@pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_ctrl_c_leaves_no_partial_file(src, sig, group):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal, or SIGTERM to poolimg, as
+    from `timeout`, in the middle of a batch with two workers: exit 128 + the signal, every
+    output there is whole, no temporary file, no report."""
     exe = installed_poolimg()
     for i in range(40):
         image(Path(f"big/i{i:02d}.png"), size=(160, 160), seed=i)
@@ -401,9 +403,12 @@ def test_ctrl_c_leaves_no_partial_file(src):
     deadline = time.monotonic() + 60
     while not any(Path("out").glob("*.png")) and time.monotonic() < deadline:
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGINT)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == 128 + sig, err.decode()
     assert "no partial file is left" in err.decode()
     written = os.listdir("out")
     assert 0 < len(written) < 40
