@@ -418,3 +418,21 @@ def test_ctrl_c_leaves_no_partial_file(src, sig, group):
             im.load()
             assert im.size == (154, 154)
     assert not Path("r.json").exists()
+
+
+def help_text(columns=100) -> str:
+    r = CliRunner(env={"COLUMNS": str(columns)}).invoke(main, ["--help"], prog_name="poolimg",
+                                                          catch_exceptions=False)
+    assert r.exit_code == 0
+    return r.stdout
+
+
+def test_readme_usage_is_the_help():
+    """The README's usage block, when there is one, is `poolimg --help` at 100 columns."""
+    readme = Path(__file__).parent.parent / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    start = text.find("\nUsage: poolimg ")
+    if start < 0:
+        pytest.skip("the README has no usage block yet")
+    block = text[start + 1:].split("```", 1)[0]
+    assert block.rstrip() == help_text().rstrip()
