@@ -5,7 +5,7 @@ API (stable; poolcore.batch and the CLI build on it)::
     read(source, *, layout=None, max_pixels=None, name=None) -> Item
     pool_item(item, pipeline, *, linear_light=False, backend="auto") -> Item
     write(item, path, *, format=None, quality=None, overwrite=False) -> str   # atomic
-    encode(item, fp, *, format=None, quality=None) -> None    # to an open binary file
+    encode(item, fp, *, format=None, quality=None, name=None) -> None  # to a binary file
     write_bytes(item, *, format=None, quality=None) -> bytes  # for ``-o -`` (stdout)
     format_for_path(path) -> str | None      # "PNG", "JPEG", ..., "NPY"; None if not ours
     normalize_format(fmt) -> str             # "jpg", ".tif", "PNG" -> "JPEG", "TIFF", "PNG"
@@ -48,17 +48,21 @@ with a small PNG encoder of our own (``_png16``) or a TIFF through Pillow's IFD 
 memory-mapped; the last two axes are pooled unless ``layout`` names them (see ``LAYOUTS``;
 the pooled axes are the spatial letters d, h, w).
 
-Writes are atomic: a temporary file beside the target, created with mode 0o666 so that the
-kernel applies the umask exactly as for a plain ``open()``, then renamed over the target (or,
-without ``overwrite``, hard-linked so that a file appearing meanwhile is never clobbered). On
-any exception, KeyboardInterrupt included, the temporary file is removed. There is no fsync:
-a power cut may leave an empty target, never a partial one from a crashed process.
+Writes are atomic. The file is encoded into an unnamed temporary file in the target's
+directory (Linux ``O_TMPFILE``; elsewhere a hidden ``.NAME.XXXX.tmp`` beside it), created with
+mode 0o666 so that the kernel applies the umask exactly as for a plain ``open()`` (mkstemp would
+give 0600), then given its name: hard-linked when it must not overwrite (so that a file that
+appeared meanwhile is never clobbered), renamed over the target with ``overwrite``. On any
+exception, KeyboardInterrupt included, the temporary file is removed; an unnamed one also
+vanishes if the process is killed. There is no fsync: after a power cut the target may be
+empty, never partly written by a crashed process.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import secrets
 import shutil
@@ -268,32 +272,29 @@ def read(
 
 
 def _read_npy(src, label: str, layout: str | None) -> Item:
-    # Read the header first: an object dtype is refused before anything is loaded, with a
-    # reason that says why (numpy's own message talks about allow_pickle).
     try:
+        # The header first: an object dtype is refused before anything is loaded, with a
+        # reason that says why (numpy's own message talks about allow_pickle).
         if isinstance(src, str):
             with open(src, "rb") as f:
                 shape, dtype = _npy_header(f)
-            if dtype.hasobject:
-                raise ReadError(label, _OBJECT_NPY)
-            if dtype.kind not in "biuf":
-                raise ReadError(label, f"a .npy of dtype {dtype} cannot be pooled")
-            # mmap: pooling reads each element once; a huge tensor need not fit in RAM.
-            arr = np.load(src, mmap_mode="r", allow_pickle=False)
         else:
             shape, dtype = _npy_header(src)
-            if dtype.hasobject:
-                raise ReadError(label, _OBJECT_NPY)
-            if dtype.kind not in "biuf":
-                raise ReadError(label, f"a .npy of dtype {dtype} cannot be pooled")
             src.seek(0)
-            arr = np.load(src, allow_pickle=False)
+        if dtype.hasobject:
+            raise ReadError(label, _OBJECT_NPY)
+        if dtype.kind not in "biuf":
+            raise ReadError(label, f"a .npy of dtype {dtype} cannot be pooled")
+        # Memory-mapped: pooling reads each element once and a tensor larger than RAM still
+        # pools (an empty array cannot be mapped; a stream has no file to map).
+        mmap = "r" if isinstance(src, str) and math.prod(shape) > 0 else None
+        arr = np.load(src, mmap_mode=mmap, allow_pickle=False)
     except ReadError:
         raise
     except (ValueError, OSError, EOFError) as e:
         text = str(e)
-        if "mmap length" in text or "cannot reshape" in text or "EOF" in text or (
-            isinstance(e, EOFError)
+        if isinstance(e, EOFError) or any(
+            s in text for s in ("mmap length", "cannot reshape", "EOF", "requested")
         ):
             raise ReadError(label, f"truncated .npy (the data is shorter than its header "
                                    f"says): {text}") from None
@@ -408,8 +409,15 @@ def _decode(opener, label: str, limit: int | None) -> Item:
         text = str(e)
         kind = "truncated image" if "truncated" in text else "corrupt image data"
         raise ReadError(label, f"{kind}: {text}") from None
-    except (SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError,
-            KeyError, TypeError) as e:
+    except Image.DecompressionBombError:  # a later frame, from Pillow's check in seek()
+        raise ReadError(
+            label,
+            f"a frame is over the limit of {limit or 0:,} pixels that guards against "
+            "decompression bombs; if you trust this file, raise the limit with --max-pixels N",
+        ) from None
+    except Exception as e:
+        # Pillow's plugins raise SyntaxError, ValueError, struct.error, IndexError... on
+        # damaged data: whatever it is, the file is the problem, and the message says so.
         raise ReadError(label, f"corrupt image data: {type(e).__name__}: {e}") from None
 
 
@@ -766,34 +774,46 @@ def _pool_frame(a, mode, pipeline, mixing, linear, backend) -> np.ndarray:
         return _to_dtype(pipeline(a, axes=axes, backend=backend), a.dtype)
     top = np.float32(np.iinfo(a.dtype).max)
     if not alpha:
-        pooled = pipeline(_decode_lut(a.dtype)[a], axes=axes, backend=backend)
+        lin = np.empty(a.shape, np.float32)
+        _lut_into(_decode_lut(a.dtype), a, lin)
+        pooled = pipeline(lin, axes=axes, backend=backend)
+        del lin
         _encode_srgb(pooled)
         pooled *= top
-        return _to_dtype(pooled, a.dtype)
+        return _rounded(pooled, a.dtype)
     # Premultiplied: one float32 array with colour*weight in the colour channels and the
     # weight (alpha in [0, 1]) last, pooled in one call. float32 holds 65535*1 exactly enough,
     # and the backends sum floats in float64; it halves the working set of float64.
-    work = np.empty(a.shape, np.float32)
-    colour = work[..., :-1]
     if linear:
-        np.take(_decode_lut(a.dtype), a[..., :-1], out=colour)
+        work = np.empty(a.shape, np.float32)
+        _lut_into(_decode_lut(a.dtype), a[..., :-1], work[..., :-1])
+        work[..., -1] = a[..., -1]
     else:
-        colour[...] = a[..., :-1]
-    weight = work[..., -1]
-    np.multiply(a[..., -1], np.float32(1) / top, out=weight)
-    colour *= weight[..., None]
+        work = a.astype(np.float32)  # one contiguous conversion: faster than per channel
+    weight = work[..., -1:]
+    weight *= np.float32(1) / top
+    work[..., :-1] *= weight
     pooled = pipeline(work, axes=axes, backend=backend)
-    del work, colour, weight
+    del work, weight
     colour, weight = pooled[..., :-1], pooled[..., -1:]
-    # Where no pixel of the window had any opacity there is no colour to speak of: 0.
-    empty = np.broadcast_to(weight <= 0, colour.shape)
-    np.divide(colour, weight, out=colour, where=~empty)
-    colour[empty] = 0
+    # A window with no opacity at all has weight 0 and premultiplied colour 0 (every term was
+    # colour*0): dividing by the smallest float instead of 0 gives it colour 0, no mask needed.
+    colour /= np.maximum(weight, np.finfo(np.float32).tiny)
     if linear:
         _encode_srgb(colour)
         colour *= top
     weight *= top
-    return _to_dtype(pooled, a.dtype)
+    return _rounded(pooled, a.dtype)
+
+
+def _rounded(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Our own non-negative float intermediate -> ``dtype``: round half up (= away from zero,
+    as poolcore), clip, cast; in place, no temporaries."""
+    a += 0.5
+    np.floor(a, out=a)
+    info = np.iinfo(dtype)
+    np.clip(a, info.min, info.max, out=a)
+    return a.astype(dtype)
 
 
 _LUTS: dict[str, np.ndarray] = {}
@@ -811,6 +831,14 @@ def _decode_lut(dtype: np.dtype) -> np.ndarray:
     return lut
 
 
+def _lut_into(lut: np.ndarray, src: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = lut[src]`` in bands of rows: numpy turns the indices into intp (8 bytes
+    each) first, which for a whole photo would be the largest array of the run."""
+    band = max(1, (1 << 20) // max(1, src[0].size))
+    for i in range(0, src.shape[0], band):
+        out[i : i + band] = lut[src[i : i + band]]
+
+
 def _encode_srgb(x: np.ndarray) -> None:
     """Linear light in [0, 1] -> sRGB-encoded in [0, 1] (IEC 61966-2-1), in place."""
     np.clip(x, 0, 1, out=x)
@@ -823,14 +851,15 @@ def _encode_srgb(x: np.ndarray) -> None:
 
 
 def _to_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round to nearest (ties away from zero, as poolcore) and clip into ``dtype``."""
+    """A pipeline's output back in the image's dtype: integer results of another width (a
+    sum) are clipped (saturate); a float result is rounded to nearest, ties away from zero."""
     dtype = np.dtype(dtype)
     if a.dtype == dtype:
         return a
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         if a.dtype.kind == "f":
-            a = np.trunc(a + np.copysign(0.5, a))  # also maps NaN to NaN; clip below
+            a = np.trunc(a + np.copysign(0.5, a))
             a = np.nan_to_num(a, nan=0.0, copy=False)
         return np.clip(a, info.min, info.max).astype(dtype)
     return a.astype(dtype)
