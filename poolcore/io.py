@@ -1109,6 +1109,8 @@ def encode(
 ) -> None:
     """Encode ``item`` into the open binary file ``fp`` (default format: the input's)."""
     label = name or "<stream>"
+    if quality is not None and (isinstance(quality, bool) or not 1 <= int(quality) <= 100):
+        raise ValueError(f"`quality` must be an integer from 1 to 100, got {quality!r}")
     fmt = normalize_format(format) if format is not None else _target_format(item, None, None)
     _check_writable(item, fmt, label)
     frames = item.all_frames
