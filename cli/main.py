@@ -254,7 +254,10 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     shorthand = {"-k/--kernel": kernel, "-s/--stride": stride, "--padding": padding,
                  "--ceil-mode": ceil_mode}
     if op is None:
-        given = [flag for flag, v in shorthand.items() if v is not None]
+        names = {"-k/--kernel": "kernel", "-s/--stride": "stride", "--padding": "padding",
+                 "--ceil-mode": "ceil_mode"}
+        given = [flag for flag, v in shorthand.items()
+                 if v is not None and source(names[flag]) is ParameterSource.COMMANDLINE]
         if given:
             raise click.UsageError(f"{', '.join(given)} go with --op (the one-stage shorthand)")
         if pipeline is None:
@@ -295,14 +298,21 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
 
     records = _run(ctx, plan, pipeline, options, quiet=quiet, no_progress=no_progress)
     summary = batch.Summary.of(records, records.wall_s)
+    status = summary.exit_code
 
     if dry_run:
         for r in reports.in_input_order(records):
             click.echo(_dry_run_line(r))
     else:
         if report is not None:
-            reports.write_report(report, records, summary, str(pipeline),
-                                 batch.backend_name(backend))
+            try:
+                _make_parent(report)
+                reports.write_report(report, records, summary, str(pipeline),
+                                     batch.backend_name(backend))
+            except OSError as e:
+                click.echo(f"poolimg: cannot write the report {report}: {e.strerror or e}",
+                           err=True)
+                status = 1
         if contact_sheet is not None:
             _contact_sheet(records, contact_sheet, quiet)
     if not quiet:
@@ -313,7 +323,7 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
         for r in reports.in_input_order(records):
             if r.status == "failed":
                 click.echo(f"failed: {r.input}: {r.error}", err=True)
-    ctx.exit(summary.exit_code)
+    ctx.exit(status)
 
 
 class _Records(list):
@@ -380,13 +390,20 @@ def _dry_run_line(r) -> str:
     return f"{r.input}  {r.status}: {r.error}"
 
 
+def _make_parent(path: str) -> None:
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+
+
 def _contact_sheet(records, path: str, quiet: bool) -> None:
     from poolcore import report as reports
 
     try:
+        _make_parent(path)
         shown = reports.contact_sheet(records, path, limit=CONTACT_SHEET_LIMIT)
-    except ValueError as e:
-        click.echo(f"contact sheet not written: {e}", err=True)
+    except (OSError, ValueError) as e:
+        click.echo(f"contact sheet not written: {getattr(e, 'strerror', None) or e}", err=True)
         return
     images = sum(r.status == "ok" and not str(r.output).lower().endswith(".npy")
                  for r in records)

@@ -436,3 +436,25 @@ def test_readme_usage_is_the_help():
         pytest.skip("the README has no usage block yet")
     block = text[start + 1:].split("```", 1)[0]
     assert block.rstrip() == help_text().rstrip()
+
+
+def test_report_directories_are_created_and_a_failed_report_exits_1(src):
+    r = invoke(["src/a.png", "-o", "o.png", "-p", "avg(2)", "--report", "reports/r.json"])
+    assert r.exit_code == 0 and Path("reports/r.json").exists()
+    Path("afile").write_text("a file, not a directory")
+    r = invoke(["src/b.jpg", "-o", "o.jpg", "-p", "avg(2)", "--report", "afile/r.csv"])
+    assert r.exit_code == 1
+    assert "poolimg: cannot write the report afile/r.csv: File exists" in r.stderr
+    assert Path("o.jpg").exists()
+
+
+def test_config_shorthand_values_yield_to_a_pipeline_on_the_command_line(src):
+    Path("pool.toml").write_text('op = "max"\nkernel = 4\nceil-mode = true\n')
+    r = invoke(["src/a.png", "-o", "o.png", "--config", "pool.toml", "-p", "avg(2)"])
+    assert r.exit_code == 0
+    with Image.open("o.png") as im:
+        assert im.size == (16, 12)
+    r = invoke(["src/a.png", "-o", "o2.png", "--config", "pool.toml"])
+    assert r.exit_code == 0
+    with Image.open("o2.png") as im:
+        assert im.size == (8, 6)
