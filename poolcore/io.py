@@ -232,8 +232,11 @@ def read(
         For ``.npy`` only: one of ``LAYOUTS``; its d, h, w axes are pooled. Default: the last
         two axes. Ignored for images, which are always (H, W) or (H, W, C).
     max_pixels : int, optional
-        Largest image (width * height of any frame) to decode. Default: Pillow's
-        decompression-bomb limit, ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (about 179 Mpx).
+        Largest image (width * height of any frame) to decode; images only (a ``.npy`` is
+        memory-mapped, its size is no bomb). Default: Pillow's decompression-bomb limit,
+        ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (about 179 Mpx); images between 1x and 2x Pillow's
+        limit are read without its warning. Raising it sets Pillow's global limit for the
+        duration of the read, under a lock.
     name : str, optional
         What to call the source in errors (default: the path, or ``<stream>``).
 

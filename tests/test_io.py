@@ -922,6 +922,22 @@ def test_jpeg_quality(tmp_path):
     assert low < default
 
 
+def test_quality_must_be_1_to_100():
+    item = pio.read(SAMPLES / "cmyk.jpg")
+    with pytest.raises(ValueError, match="`quality` must be an integer from 1 to 100, got 0"):
+        pio.write_bytes(item, quality=0)
+
+
+def test_16_bit_gray_with_transparent_value_gains_alpha():
+    a = u16(3, 4)
+    a[0, 0] = 4321
+    item = pio.read(encode_pil(Image.fromarray(a), "PNG", transparency=4321))
+    assert item.mode == "LA;16" and item.array.shape == (3, 4, 2)
+    assert item.array[0, 0, 1] == 0 and (item.array[..., 1] > 0).sum() == 11
+    back = pio.read(pio.write_bytes(item))
+    np.testing.assert_array_equal(back.array, item.array)
+
+
 def test_write_errors_for_bad_targets(tmp_path):
     item = _rgb_item(tmp_path)
     (tmp_path / "d.png").mkdir()
