@@ -458,3 +458,21 @@ def test_config_shorthand_values_yield_to_a_pipeline_on_the_command_line(src):
     assert r.exit_code == 0
     with Image.open("o2.png") as im:
         assert im.size == (8, 6)
+
+
+def test_io_options_reach_io(src):
+    r = invoke(["src/a.png", "-o", "o.png", "-p", "avg(2)", "--max-pixels", "100"])
+    assert r.exit_code == 1
+    assert "over the limit of 100 pixels" in r.stderr and "--max-pixels 768" in r.stderr
+    assert invoke(["src/a.png", "-o", "o.png", "-p", "avg(2)", "--max-pixels", "768"]
+                  ).exit_code == 0
+    np.save("t.npy", np.arange(2 * 8 * 6 * 4, dtype=np.float32).reshape(2, 8, 6, 4))
+    r = invoke(["t.npy", "-o", "t2.npy", "-p", "max(2)", "--layout", "nhwc", "--dry-run"])
+    assert r.stdout == "t.npy -> t2.npy  2x8x6x4 -> 2x4x3x4\n"
+    assert invoke(["t.npy", "-o", "t2.npy", "-p", "max(2)", "--layout", "NHWC"]).exit_code == 0
+    assert np.load("t2.npy").shape == (2, 4, 3, 4)
+    plain = invoke(["src/a.png", "-o", "p.png", "-p", "avg(2)"])
+    linear = invoke(["src/a.png", "-o", "l.png", "-p", "avg(2)", "--linear-light"])
+    assert plain.exit_code == linear.exit_code == 0
+    with Image.open("p.png") as p, Image.open("l.png") as q:
+        assert np.asarray(q).astype(int).mean() > np.asarray(p).astype(int).mean()
