@@ -458,8 +458,15 @@ def _init_worker(pipeline, options: BatchOptions) -> None:
     # SIGTERM comes from the pool when another worker died (or from a supervisor): the file
     # being written is abandoned, its temporary file removed, and the process ends.
     signal.signal(signal.SIGTERM, _on_sigterm)
-    # One level of parallelism: the compiled kernels stay single-threaded inside a worker.
+    # One level of parallelism: the compiled kernels stay single-threaded inside a worker
+    # (the environment variable for anything started later; the backend may be imported).
     os.environ["POOLCORE_THREADS"] = "1"
+    try:
+        from .fast_backend import set_threads
+    except ImportError:  # installed without a compiler
+        pass
+    else:
+        set_threads(1)
     _worker["pipeline"] = pipeline
     _worker["options"] = options
 
