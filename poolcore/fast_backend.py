@@ -1,0 +1,361 @@
+"""The compiled backend: the numpy backend's results, from C kernels (``poolcore._fast``).
+
+Importing this module raises ImportError when the extension was not built (an install without
+a compiler); :mod:`poolcore.backends` then offers numpy only. No validation happens here: the
+front (:mod:`poolcore.pool`) validated the call. This module holds the policy, the C side only
+computes:
+
+- which calls the kernels cover (:data:`COVERED`, :func:`supports`); the rest fall back to
+  numpy per call;
+- the canonical view of an array for the C engine: ``(outer, n0, G0, n1, G1, ..., I)`` with
+  the pooled axes ``n_i`` and the other axes merged into the groups between them, in memory
+  order when the op allows it (so a channels-last NCHW array pools as fast as NHWC);
+- per axis, the strategy: numpy's own tap order (direct, or its doubling tree) where the
+  result must be bit-identical to numpy's float sums, van Herk / Gil-Werman (O(1) per element)
+  for long windows elsewhere;
+- the dtype rules of the contract, shared with :mod:`poolcore.numpy_backend`.
+
+Results equal numpy_backend's: bit for bit for max, min, sum and every integer result; float
+avg and lp may differ by float rounding only where a long window uses van Herk / Gil-Werman
+(and lp with p other than 1 or 2, whose x**p comes from the C library's pow, not numpy's).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+# ImportError here means the extension was not built: backends.py then offers numpy only
+from . import _fast, numpy_backend
+from .geometry import AdaptiveSpec, PoolSpec, Window
+
+# --------------------------------------------------------------------------- coverage
+
+_INTS = frozenset("bBhHiIlLqQ")
+_FLOATS = frozenset("efd")
+
+#: (kind, op) -> dtype kinds/chars the compiled kernels cover; everything else runs on numpy.
+#: Keys of the inner sets are numpy dtype ``char`` codes ('?' bool, 'b'..'Q' ints, 'e' 'f' 'd').
+COVERED: dict[tuple[str, str], frozenset[str]] = {
+    ("pool", "max"): _INTS | _FLOATS | {"?"},
+    ("pool", "min"): _INTS | _FLOATS | {"?"},
+    ("pool", "sum"): _INTS | _FLOATS,
+    ("pool", "avg"): _INTS | _FLOATS,
+    # integer lp must be bit-identical: only p = 1 and 2, where x**p is exact; floats any
+    # finite p (see supports)
+    ("pool", "lp"): _INTS | _FLOATS,
+}
+
+_KIND = {"max": 0, "min": 1, "sum": 2, "avg": 2}
+_K_LP1, _K_LP2, _K_LPP = 3, 4, 5
+_FIN_STORE, _FIN_AVG, _FIN_LP = 0, 1, 2
+_ST_DIRECT, _ST_TREE, _ST_GW = 0, 1, 2
+
+# long windows switch to van Herk / Gil-Werman from this many taps (direct costs k per output)
+_GW_MIN_TAPS = 6
+# band mode keeps ceil(k/s) suffix bands per thread; beyond this, stay direct
+_GW_MAX_BAND_BYTES = 64 << 20
+# the last axis runs on padded lines when a position holds at most this many values
+_LINE_MAX_INNER = 16
+
+
+def supports(kind: str, spec, dtype: np.dtype) -> bool:
+    """Whether the compiled kernels run this call (else numpy does, per call)."""
+    dtype = np.dtype(dtype)
+    if kind != "pool" or not isinstance(spec, PoolSpec):
+        return False
+    chars = COVERED.get((kind, spec.op))
+    if chars is None or dtype.char not in chars or not dtype.isnative:
+        return False
+    if len(spec.axes) > _fast.MAX_AXES:
+        return False
+    if spec.op == "lp":
+        p = float(spec.p)
+        if not np.isfinite(p):
+            return False
+        if dtype.kind in "iu" and p not in (1.0, 2.0):
+            return False
+    return True
+
+
+def covered() -> list[tuple[str, str, str]]:
+    """Every covered (kind, op, dtype name), for tests and docs."""
+    out = []
+    for (kind, op), chars in sorted(COVERED.items()):
+        for c in sorted(chars):
+            out.append((kind, op, np.dtype(c).name))
+    return out
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def _default_threads() -> int:
+    env = os.environ.get("POOLCORE_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+    return max(1, os.cpu_count() or 1)
+
+
+_threads = _default_threads()
+
+
+def set_threads(n: int | None) -> int:
+    """Use ``n`` threads per call (None: POOLCORE_THREADS or the CPU count); returns the
+    previous setting. The batch runner sets 1 in each worker process."""
+    global _threads
+    old = _threads
+    if n is None:
+        _threads = _default_threads()
+    else:
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"`threads` must be >= 1, got {n}")
+        _threads = n
+    return old
+
+
+def get_threads() -> int:
+    return _threads
+
+
+# --------------------------------------------------------------------------- dtype rules
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    return dtype.kind == "f"
+
+
+def _kernel_dtype(op: str, dtype: np.dtype) -> np.dtype:
+    """The dtype the C kernel writes (float16 sums and averages come back as float64 and are
+    rounded once by numpy, as the reference does)."""
+    if op in ("max", "min"):
+        return dtype
+    if op == "lp":
+        return np.dtype(np.float64)
+    if dtype.kind in "iu":
+        return numpy_backend.accumulator(dtype) if op == "sum" else dtype
+    return np.dtype(np.float64) if dtype.itemsize == 2 else dtype
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def _numpy_direct(w: Window, count: int) -> bool:
+    """numpy_backend._valid_reduce's choice between its direct taps and its doubling tree."""
+    k = w.k
+    if k <= 2:
+        return True
+    length = (count - 1) * w.s + w.span
+    levels = k.bit_length() - 1
+    return k * count <= (levels + bin(k).count("1")) * length
+
+
+def _numpy_segments(w: Window, rows: int | None = None) -> tuple[tuple[int, int, int], ...]:
+    """numpy's parts of one pass with its strategy for each: reduce_1d splits the outputs
+    into left edge, interior and right edge, and the first pass of _separable also into bands
+    of ``rows`` outputs; _valid_reduce then picks direct taps or its doubling tree per part
+    from the part's length, so the parts decide how a float sum is rounded."""
+    lo, hi = w.interior()
+    bands = [(0, w.out)] if rows is None else [
+        (o0, min(o0 + rows, w.out)) for o0 in range(0, w.out, rows)]
+    out = []
+    for first, stop in bands:
+        for a, b in ((first, min(stop, lo)), (max(first, lo), min(stop, hi)),
+                     (max(first, hi, lo), stop)):
+            if a < b:
+                out.append((a, b, _ST_DIRECT if _numpy_direct(w, b - a) else _ST_TREE))
+    return tuple(out)
+
+
+def _numpy_band_rows(x: np.ndarray, axis: int, acc_itemsize: int) -> int:
+    """Outputs per band of numpy_backend._separable's first pass (BAND_BYTES of accumulator)."""
+    row_bytes = x.size // max(x.shape[axis], 1) * acc_itemsize
+    return max(1, numpy_backend.BAND_BYTES // max(row_bytes, 1))
+
+
+def _segments(w: Window, exact_float: int, line: bool, band_bytes: int,
+              rows: int | None) -> tuple:
+    """Strategy of one axis: numpy's parts and order for float sums (bit-identical), else
+    direct taps for short windows and van Herk / Gil-Werman for long ones. Float avg and lp
+    (``exact_float == 1``) take van Herk too once numpy's tree would cost log2(k) >= 3 levels."""
+    gw_ok = w.k >= _GW_MIN_TAPS and w.k > w.s + 1 and (line or w.d == 1)
+    if not line and gw_ok:
+        gw_ok = (-(-w.k // w.s) + 4) * band_bytes <= _GW_MAX_BAND_BYTES
+    if exact_float:
+        segs = _numpy_segments(w, rows)
+        if exact_float == 1 and w.k >= 8 and gw_ok and any(st == _ST_TREE for *_, st in segs):
+            return ((0, w.out, _ST_GW),)
+        return segs
+    return ((0, w.out, _ST_GW if gw_ok else _ST_DIRECT),)
+
+
+# --------------------------------------------------------------------------- canonical view
+
+
+def _merge(dims: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """One (size, stride) for a run of (size, stride) dims, or None when they do not chain."""
+    dims = [d for d in dims if d[0] != 1]
+    if not dims:
+        return 1, 0
+    size, stride = dims[-1]
+    for sz, st in reversed(dims[:-1]):
+        if st != size * stride:
+            return None
+        size *= sz
+    return size, stride
+
+
+def _order(x: np.ndarray, axes: tuple[int, ...], fixed: bool) -> list[int]:
+    """Dims of the canonical view, outermost first, size-1 non-pooled dims left out.
+
+    Memory order (descending |stride|) when it keeps the pooled axes in their pass order (or
+    the op does not care about the order), else the given order with the pooled axes placed
+    at their positions in pass order."""
+    pooled = set(axes)
+    keep = [a for a in range(x.ndim) if x.shape[a] != 1 or a in pooled]
+    keys = {}
+    nxt = 0
+    for a in reversed(keep):
+        if x.shape[a] != 1:
+            nxt = -abs(x.strides[a])
+        keys[a] = nxt
+    mem = sorted(keep, key=lambda a: keys[a])  # stable: ties keep their order
+    if not fixed or [a for a in mem if a in pooled] == list(axes):
+        return mem
+    slots = iter(axes)
+    return [next(slots) if a in pooled else a for a in keep]
+
+
+def _canonical(shape, strides, order, axes_set):
+    """Group the dims of ``order``: (outer, [(n_axis, group) ...]); None if a group cannot be
+    merged into one strided dim."""
+    groups: list[list[tuple[int, int]]] = [[]]
+    pooled: list[int] = []
+    for a in order:
+        if a in axes_set:
+            pooled.append(a)
+            groups.append([])
+        else:
+            groups[-1].append((shape[a], strides[a]))
+    merged = [_merge(g) for g in groups]
+    if any(m is None for m in merged):
+        return None
+    return pooled, merged
+
+
+def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
+    """N-D pooling of a validated call, as :func:`poolcore.numpy_backend.pool`."""
+    op, dtype = spec.op, x.dtype
+    if x.size == 0:
+        return numpy_backend.pool(x, spec)
+    if op == "avg" and dtype.kind in "iu" and dtype.itemsize == 8:
+        volume = int(np.prod([w.k for w in spec.windows]))
+        acc = numpy_backend.accumulator(dtype, volume)
+        if numpy_backend.exact_accumulator(x, acc, volume) != acc:
+            # sums that could wrap 64 bits: numpy's exact (Python int) path
+            return numpy_backend.pool(x, spec)
+    if not x.flags.aligned:
+        x = x.copy()
+    # sums in double (float sum/avg, every lp) follow numpy's pass order and tap order
+    exact = op == "lp" or (_is_float(dtype) and op in ("sum", "avg"))
+    # float sums are rounded in numpy's pass order; everything else does not depend on it
+    order = _order(x, spec.axes, fixed=exact)
+    canon = _canonical(x.shape, x.strides, order, set(spec.axes))
+    if canon is None:
+        x = np.ascontiguousarray(x)
+        order = _order(x, spec.axes, fixed=exact)
+        canon = _canonical(x.shape, x.strides, order, set(spec.axes))
+    pooled, merged = canon
+    win = dict(zip(spec.axes, spec.windows))
+
+    kdtype = _kernel_dtype(op, dtype)
+    out_shape = spec.out_shape(x.shape)
+    rest = [a for a in range(x.ndim) if a not in order]
+    full = order + rest
+    dst = np.empty([out_shape[a] for a in full], kdtype)
+    dpos = {a: i for i, a in enumerate(full)}
+    dshape, dstrides = dst.shape, dst.strides
+    dst_groups = [[]]
+    for a in order:
+        if a in win:
+            dst_groups.append([])
+        else:
+            dst_groups[-1].append((dshape[dpos[a]], dstrides[dpos[a]]))
+    dmerged = [_merge(g) for g in dst_groups]
+
+    if op in ("max", "min", "sum"):
+        fin = _FIN_STORE
+    elif op == "avg":
+        fin = _FIN_AVG
+    else:
+        fin = _FIN_LP
+    if op == "lp":
+        p = float(spec.p)
+        if p == 2.0:
+            kind = _K_LP2
+        elif p == 1.0:
+            kind = _K_LP1 if dtype.kind in "iu" else _KIND["sum"]
+        else:
+            kind = _K_LPP
+        acc_size = 8
+    else:
+        kind = _KIND[op]
+        acc_size = 8 if op in ("sum", "avg") else (4 if dtype.itemsize == 2 and
+                                                     dtype.kind == "f" else dtype.itemsize)
+
+    m = len(pooled)
+    inner = merged[-1][0]
+    line = inner <= _LINE_MAX_INNER
+    # float avg and float lp may use van Herk for long windows (rounding-level differences);
+    # float sums and integer lp never (their results must be bit-identical)
+    exact_level = 0
+    if exact:
+        exact_level = 2 if op == "sum" or dtype.kind in "iu" else 1
+    axes_t = []
+    for i, a in enumerate(pooled):
+        w = win[a]
+        g_size, g_stride = merged[i + 1]
+        dg_size, dg_stride = dmerged[i + 1]
+        below = int(np.prod([merged[j + 1][0] for j in range(i, m)], dtype=np.int64))
+        below *= int(np.prod([x.shape[b] for b in pooled[i + 1:]], dtype=np.int64))
+        band_bytes = below * acc_size
+        is_line = line and i == m - 1
+        rows = _numpy_band_rows(x, a, 8) if exact and a == spec.axes[0] else None
+        segs = _segments(w, exact_level, is_line, band_bytes, rows)
+        counts = None
+        if fin != _FIN_STORE:
+            counts = np.ascontiguousarray(w.counts(spec.count_include_pad), dtype=np.int64)
+        axes_t.append((
+            w.n, w.k, w.s, w.p, w.d, w.out, g_size,
+            x.strides[a], g_stride, dst.strides[dpos[a]], dg_stride, segs, counts,
+        ))
+    volume = float(np.prod([w.k for w in spec.windows]))
+    o_size, o_stride = merged[0]
+    do_stride = dmerged[0][1]
+    _fast.pool(
+        x, dst, kind, fin, float(spec.p), volume, _threads,
+        o_size, o_stride, do_stride, tuple(axes_t), line,
+    )
+    res = dst.transpose(np.argsort(full))
+    if op == "lp":
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            res = np.power(res, 1.0 / float(spec.p), out=res)
+        if dtype.kind in "iu":
+            return numpy_backend.float_to_int(res, dtype)
+        return res.astype(dtype, copy=False)
+    if res.dtype != dtype and dtype.kind == "f":
+        return res.astype(dtype)  # float16 sums and averages: one rounding, as numpy
+    return res
+
+
+def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
+    """Adaptive pooling runs on numpy (``supports`` says so); kept for the backend interface."""
+    return numpy_backend.adaptive_pool(x, spec)
