@@ -1033,30 +1033,38 @@ def _link_unnamed(f, directory: str, base: str, path: str, overwrite: bool) -> s
     """Give the unnamed file ``f`` its final name; return a named temp file still to commit
     if that could not be done directly (None when done)."""
     proc = f"/proc/self/fd/{f.fileno()}"
-    if not overwrite:
+    # A directory descriptor makes os.link call linkat(AT_SYMLINK_FOLLOW), which links the
+    # file behind /proc/self/fd/N; plain link() would try to link the symlink (EXDEV).
+    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if not overwrite:
+            try:
+                # fails if path exists: no clobbering of a file created meanwhile
+                os.link(proc, base, dst_dir_fd=dir_fd, follow_symlinks=True)
+                return None
+            except FileExistsError:
+                raise OutputExistsError(
+                    path, "already exists; pass --overwrite to replace it") from None
+            except OSError:
+                pass
+        # Overwrite (rename is what replaces atomically), or linkat refused: name it, commit.
+        tmp_name = f".{base[:180]}.{secrets.token_hex(4)}.tmp"
         try:
-            os.link(proc, path, follow_symlinks=True)  # fails if path exists: no clobbering
-            return None
-        except FileExistsError:
-            raise OutputExistsError(
-                path, "already exists; pass --overwrite to replace it") from None
+            os.link(proc, tmp_name, dst_dir_fd=dir_fd, follow_symlinks=True)
+            return os.path.join(directory, tmp_name)
         except OSError:
             pass
-    # Overwrite (rename is what replaces atomically), or link() refused: name it, then commit.
+    finally:
+        os.close(dir_fd)
+    # No links at all: copy the bytes into a named temp file.
     fd, tmp = _temp_beside(directory, base)
-    os.close(fd)
-    os.unlink(tmp)
     try:
-        os.link(proc, tmp, follow_symlinks=True)
-    except OSError:  # no links at all: copy the bytes into a named temp file
-        fd, tmp = _temp_beside(directory, base)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                f.seek(0)
-                shutil.copyfileobj(f, out)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with os.fdopen(fd, "wb") as out:
+            f.seek(0)
+            shutil.copyfileobj(f, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return tmp
 
 
