@@ -48,24 +48,16 @@ with a small PNG encoder of our own (``_png16``) or a TIFF through Pillow's IFD 
 memory-mapped; the last two axes are pooled unless ``layout`` names them (see ``LAYOUTS``;
 the pooled axes are the spatial letters d, h, w).
 
-Writes are atomic. The file is encoded into an unnamed temporary file in the target's
-directory (Linux ``O_TMPFILE``; elsewhere a hidden ``.NAME.XXXX.tmp`` beside it), created with
-mode 0o666 so that the kernel applies the umask exactly as for a plain ``open()`` (mkstemp would
-give 0600), then given its name: hard-linked when it must not overwrite (so that a file that
-appeared meanwhile is never clobbered), renamed over the target with ``overwrite``. On any
-exception, KeyboardInterrupt included, the temporary file is removed; an unnamed one also
-vanishes if the process is killed. There is no fsync: after a power cut the target may be
-empty, never partly written by a crashed process.
+Writes are atomic (:mod:`poolcore.atomic`): the target appears whole or not at all, never
+clobbers a file that appeared meanwhile unless ``overwrite``, and gets the permissions a plain
+``open()`` would give it. The errors live in :mod:`poolcore.errors` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import errno
 import io
 import math
 import os
-import secrets
-import shutil
 import struct
 import sys
 import threading
@@ -76,6 +68,9 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, TiffImagePlugin, TiffTags
+
+from .atomic import atomic_file
+from .errors import OutputExistsError, PoolIOError, ReadError, WriteError
 
 __all__ = [
     "LAYOUTS",
@@ -93,30 +88,6 @@ __all__ = [
     "write",
     "write_bytes",
 ]
-
-# ---------------------------------------------------------------------- errors
-
-
-class PoolIOError(Exception):
-    """Base of the errors of this module; ``path`` names the file, ``reason`` says why."""
-
-    def __init__(self, path: str, reason: str):
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
-class ReadError(PoolIOError, ValueError):
-    """A file could not be read: missing, corrupt, truncated, unsupported, too large."""
-
-
-class WriteError(PoolIOError, ValueError):
-    """An item cannot be written as asked (format cannot hold the mode, bad target...)."""
-
-
-class OutputExistsError(PoolIOError, FileExistsError):
-    """The target exists and ``overwrite`` was not given."""
-
 
 # ---------------------------------------------------------------------- formats
 
@@ -980,28 +951,12 @@ def write(
     if item.source and os.path.exists(path) and _same_file(item.source, path):
         raise WriteError(path, "is the input file; poolimg never overwrites an input")
     if not overwrite and os.path.lexists(path):
-        raise OutputExistsError(path, "already exists; pass --overwrite to replace it")
+        raise OutputExistsError(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise WriteError(path, f"directory {directory} does not exist")
-    base = os.path.basename(path)
-    fd, tmp = _open_temp(directory, base)
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            encode(item, f, format=fmt, quality=quality, name=path)
-            f.flush()
-            if tmp is None:  # unnamed: give it its name while the descriptor is open
-                tmp = _link_unnamed(f, directory, base, path, overwrite)
-        if tmp is not None:
-            _commit(tmp, path, overwrite)
-    except BaseException:
-        # Whatever happened (encoder error, disk full, Ctrl-C), no partial file stays.
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-        raise
+    with atomic_file(path, overwrite=overwrite) as f:
+        encode(item, f, format=fmt, quality=quality, name=path)
     return path
 
 
@@ -1010,97 +965,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _open_temp(directory: str, base: str) -> tuple[int, str | None]:
-    """A file to encode into: unnamed (O_TMPFILE, Linux) when the file system allows it, so
-    that a process killed mid-write (SIGKILL, a dying pool worker) leaves nothing behind;
-    else a hidden named file beside the target, removed on any exception."""
-    if _TMPFILE:
-        try:
-            fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o666)
-            return fd, None
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
-                raise
-    return _temp_beside(directory, base)
-
-
-_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
-
-
-def _link_unnamed(f, directory: str, base: str, path: str, overwrite: bool) -> str | None:
-    """Give the unnamed file ``f`` its final name; return a named temp file still to commit
-    if that could not be done directly (None when done)."""
-    proc = f"/proc/self/fd/{f.fileno()}"
-    # A directory descriptor makes os.link call linkat(AT_SYMLINK_FOLLOW), which links the
-    # file behind /proc/self/fd/N; plain link() would try to link the symlink (EXDEV).
-    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        if not overwrite:
-            try:
-                # fails if path exists: no clobbering of a file created meanwhile
-                os.link(proc, base, dst_dir_fd=dir_fd, follow_symlinks=True)
-                return None
-            except FileExistsError:
-                raise OutputExistsError(
-                    path, "already exists; pass --overwrite to replace it") from None
-            except OSError:
-                pass
-        # Overwrite (rename is what replaces atomically), or linkat refused: name it, commit.
-        tmp_name = f".{base[:180]}.{secrets.token_hex(4)}.tmp"
-        try:
-            os.link(proc, tmp_name, dst_dir_fd=dir_fd, follow_symlinks=True)
-            return os.path.join(directory, tmp_name)
-        except OSError:
-            pass
-    finally:
-        os.close(dir_fd)
-    # No links at all: copy the bytes into a named temp file.
-    fd, tmp = _temp_beside(directory, base)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            f.seek(0)
-            shutil.copyfileobj(f, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
-
-
-def _temp_beside(directory: str, base: str) -> tuple[int, str]:
-    # Not mkstemp: it creates 0600. With mode 0o666 the kernel applies the umask (and any
-    # default ACL) exactly as for a plain open(), so the renamed file has normal permissions.
-    # Read-write: Pillow's multi-page TIFF writer reads back what it wrote.
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    flags |= getattr(os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{base[:180]}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise WriteError(os.path.join(directory, base), "cannot create a temporary file")
-
-
-def _commit(tmp: str, path: str, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        # link() fails if path exists: no window in which a file created meanwhile (another
-        # worker, another program) could be clobbered.
-        os.link(tmp, path)
-    except FileExistsError:
-        raise OutputExistsError(path, "already exists; pass --overwrite to replace it") from None
-    except OSError:
-        # No hard links here (FAT, some network file systems): check, then rename.
-        if os.path.lexists(path):
-            raise OutputExistsError(
-                path, "already exists; pass --overwrite to replace it") from None
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
 
 
 def write_bytes(item: Item, *, format: str | None = None, quality: int | None = None) -> bytes:

@@ -12,7 +12,8 @@ The JSON report::
 ``SCHEMA`` is its JSON Schema. The CSV report has one row per file with the same per-file
 columns (shapes as ``750x1000x3``, missing values empty), then one line per summary key, the
 pipeline and the backend, each a single field starting with ``#`` (``# wall_s=0.41``). Files
-are listed in input order whatever order they finished in. Reports are written atomically.
+are listed in input order whatever order they finished in. Reports and the contact sheet are
+written atomically (:mod:`poolcore.atomic`), replacing an existing file.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 
+from .atomic import atomic_write
 from .batch import FIELDS, STATUSES, Record, Summary
 
 SUMMARY_FIELDS = ("files", "ok", "failed", "skipped", "wall_s", "megapixels_in", "mpix_per_s")
@@ -145,32 +146,7 @@ def write_report(path: str | os.PathLike, records: Sequence[Record], summary: Su
         text = to_csv(records, summary, pipeline, backend)
     else:
         raise ValueError(f"a report is .json or .csv, got {path!r}")
-    atomic_write(path, text.encode())
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``; the file
-    ends with the permissions a plain ``open(path, "w")`` would give it."""
-    parent = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, text.encode(), overwrite=True)
 
 
 # ----------------------------------------------------------------------------- summary text
@@ -261,7 +237,7 @@ def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: 
         y0 += height + label + gap
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
-    atomic_write(os.fspath(path), buf.getvalue())
+    atomic_write(path, buf.getvalue(), overwrite=True)
     return len(rows)
 
 

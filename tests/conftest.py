@@ -1,4 +1,5 @@
-"""Shared fixtures: the backend every parity test runs on, hypothesis profiles, report header."""
+"""Shared fixtures: the backend every parity test runs on, both kinds of temporary file of an
+atomic write, hypothesis profiles, report header."""
 
 import os
 
@@ -6,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import poolcore
+from poolcore import atomic
 
 # Profiles (numpy's conftest.py does the same): pick one with HYPOTHESIS_PROFILE=thorough.
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
@@ -33,6 +35,17 @@ def backend(request):
             f"POOLCORE_REQUIRE_FAST is set but backend {request.param!r} is not available "
             f"(available: {poolcore.available_backends()})"
         )
+    return request.param
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def temp_kind(request, monkeypatch):
+    """Both ways poolcore.atomic makes its temporary file: O_TMPFILE (Linux) and a hidden
+    named file."""
+    if request.param == "unnamed" and not atomic._TMPFILE:
+        pytest.skip("no O_TMPFILE here")
+    if request.param == "named":
+        monkeypatch.setattr(atomic, "_TMPFILE", False)
     return request.param
 
 

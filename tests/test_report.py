@@ -1,5 +1,5 @@
-"""poolcore.report: the JSON schema (checked by a small validator), CSV, atomic writes, the
-summary text and the contact sheet."""
+"""poolcore.report: the JSON schema (checked by a small validator), CSV, writing through
+poolcore.atomic (tested in test_atomic.py), the summary text and the contact sheet."""
 
 import csv
 import json
@@ -132,27 +132,18 @@ def test_report_suffix_is_checked(tmp_path):
         report.write_report(tmp_path / "r.txt", records(), summary(), "avg(2)", "numpy")
 
 
-def test_atomic_write_gives_umask_permissions_and_leaves_no_temp(tmp_path):
-    old = os.umask(0o027)
-    try:
-        report.atomic_write(str(tmp_path / "r.json"), b"{}")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o640
-    assert os.listdir(tmp_path) == ["r.json"]
-
-
-def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
+def test_report_replaces_atomically_with_umask_permissions(tmp_path):
+    # the mechanism is tested in test_atomic.py; here: reports go through it, replacing
     target = tmp_path / "r.json"
     target.write_text("old")
-
-    def boom(src, dst):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(report.os, "replace", boom)
-    with pytest.raises(OSError, match="No space"):
-        report.atomic_write(str(target), b"new")
-    assert target.read_text() == "old"
+    os.chmod(target, 0o600)
+    old = os.umask(0o027)
+    try:
+        report.write_report(target, records(), summary(), "avg(2)", "numpy")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert json.loads(target.read_text())["pipeline"] == "avg(2)"
     assert os.listdir(tmp_path) == ["r.json"]
 
 
