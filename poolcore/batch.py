@@ -366,7 +366,7 @@ def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOpti
 def process(task: Task, pipeline, options: BatchOptions) -> Record:
     """Read, pool and write one file; every failure becomes a failed Record. Without a
     ``format``, the output's is the one its suffix names, else the input's."""
-    from . import io
+    from . import imaging, io
 
     rec = Record(task.input, task.output, "failed", index=task.index)
     t0 = time.perf_counter()
@@ -382,7 +382,7 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
             rec.out_shape = pipeline.output_shape(rec.in_shape, item.axes)
             rec.status = "ok"
             return rec
-        pooled = io.pool_item(
+        pooled = imaging.pool_item(
             item, pipeline, linear_light=options.linear_light, backend=options.backend
         )
         del item
@@ -488,7 +488,7 @@ def _mp_context():
     # server, never from this process with its BLAS threads and progress-bar thread.
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["poolcore.batch", "poolcore.io"])
+        ctx.set_forkserver_preload(["poolcore.batch", "poolcore.io", "poolcore.imaging"])
         return ctx
     return mp.get_context("spawn")
 

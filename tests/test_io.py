@@ -1,4 +1,5 @@
-"""poolcore.io: reading, pooling and writing images and .npy files, with their metadata."""
+"""poolcore.io: reading and writing images and .npy files, with their metadata (pooled with
+poolcore.imaging.pool_item in between; its own rules are tested in test_imaging.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, TiffTags
 
 from poolcore import Pipeline, atomic, pool
 from poolcore import io as pio
+from poolcore.imaging import pool_item
 
 SAMPLES = pathlib.Path(__file__).resolve().parent.parent / "sample_images"
 RNG = np.random.default_rng(12345)
@@ -112,7 +114,7 @@ def test_mode_round_trip_lossless(tmp_path, made, fmt, mode, dtype, channels):
     shape = (8, 6) if channels is None else (8, 6, channels)
     assert (item.kind, item.mode, item.format) == ("image", mode, fmt)
     assert item.array.dtype == dtype and item.array.shape == shape and item.axes == (0, 1)
-    pooled = pio.pool_item(item, AVG2)
+    pooled = pool_item(item, AVG2)
     assert pooled.array.dtype == dtype and pooled.array.shape == (4, 3) + shape[2:]
     out = pio.write(pooled, tmp_path / f"out.{fmt.lower()}")
     back = pio.read(out)
@@ -134,7 +136,7 @@ def test_mode_round_trip_lossy(tmp_path, made, fmt, mode, channels):
     item = pio.read(data)
     shape = (8, 6) if channels is None else (8, 6, channels)
     assert (item.mode, item.array.dtype, item.array.shape) == (mode, np.uint8, shape)
-    pooled = pio.pool_item(item, AVG2)
+    pooled = pool_item(item, AVG2)
     back = pio.read(pio.write_bytes(pooled))
     assert (back.mode, back.format, back.array.shape) == (mode, fmt, (4, 3) + shape[2:])
 
@@ -176,7 +178,7 @@ def test_palette_pooling_averages_colours_not_indices():
     p.putpixel((0, 0), 0)
     p.putpixel((1, 0), 2)
     item = pio.read(encode_pil(p, "PNG"))
-    out = pio.pool_item(item, Pipeline.parse("avg((1, 2))"))
+    out = pool_item(item, Pipeline.parse("avg((1, 2))"))
     np.testing.assert_array_equal(out.array, [[[128, 0, 128]]])
 
 
@@ -300,7 +302,7 @@ def test_16_bit_colour_writes_back_losslessly_with_metadata(tmp_path, fmt, c, mo
     exif.get_ifd(0x8769)[0x9003] = "2020:01:01 00:00:00"
     item = pio.Item(a, (0, 1), "image", mode=mode, format="PNG", dpi=(300.0, 100.0),
                     icc_profile=SRGB, exif=exif.tobytes())
-    pooled = pio.pool_item(item, AVG2)
+    pooled = pool_item(item, AVG2)
     back = pio.read(pio.write(pooled, tmp_path / f"out.{fmt}"))
     assert back.mode == mode
     np.testing.assert_array_equal(back.array, pooled.array)
@@ -328,7 +330,7 @@ def test_exif_rotation_applied_and_reset(tmp_path):
     assert item.array.shape == (400, 300, 3) and item.orientation == 6  # upright: portrait
     expected = np.asarray(ImageOps.exif_transpose(raw))
     np.testing.assert_array_equal(item.array, expected)
-    pooled = pio.pool_item(item, AVG2)
+    pooled = pool_item(item, AVG2)
     out = pio.write(pooled, tmp_path / "out.jpg")
     back = opened(out)
     assert back.size == (150, 200)
@@ -380,7 +382,7 @@ def test_icc_exif_dpi_carried_and_dpi_scaled(tmp_path, fmt):
     src = Image.fromarray(u8(8, 12, 3))
     data = encode_pil(src, "PNG", icc_profile=SRGB, exif=exif.tobytes(), dpi=(300, 300))
     item = pio.read(data)
-    pooled = pio.pool_item(item, Pipeline.parse("avg(4)"))
+    pooled = pool_item(item, Pipeline.parse("avg(4)"))
     assert pooled.dpi == pytest.approx((75, 75), abs=0.01)
     back = opened(pio.write(pooled, tmp_path / f"out.{fmt}"))
     assert back.info["icc_profile"] == SRGB
@@ -391,14 +393,6 @@ def test_icc_exif_dpi_carried_and_dpi_scaled(tmp_path, fmt):
         assert back.info["dpi"] == pytest.approx((75, 75), abs=0.05)
         if fmt != "tif":
             assert float(e[282]) == pytest.approx(75)
-
-
-def test_dpi_scaled_per_axis_by_the_pipeline():
-    item = pio.read(SAMPLES / "photo.jpg")
-    assert item.dpi == (300, 300)
-    out = pio.pool_item(item, Pipeline.parse("max((2, 3))"))
-    assert out.array.shape == (200, 200, 3)
-    assert out.dpi == pytest.approx((100, 150))
 
 
 def test_tiff_without_resolution_has_no_dpi():
@@ -413,7 +407,7 @@ def test_animated_gif_every_frame_with_durations(tmp_path):
     assert len(item.frames) == 4 and item.frames[0] is item.array
     assert item.durations == [80, 120, 160, 200] and item.loop == 0
     assert all(f.shape == (120, 160, 3) for f in item.frames)
-    pooled = pio.pool_item(item, AVG2)
+    pooled = pool_item(item, AVG2)
     assert [f.shape for f in pooled.frames] == [(60, 80, 3)] * 4
     for fmt in ("gif", "webp", "png"):
         back = pio.read(pio.write(pooled, tmp_path / f"out.{fmt}"))
@@ -433,7 +427,7 @@ def test_animated_webp_rgba_frames(tmp_path):
         a = np.asarray(made)
         visible = a[..., 3] > 0  # WebP may drop the colour under alpha 0
         np.testing.assert_array_equal(got[visible], a[visible])
-    back = pio.read(pio.write(pio.pool_item(item, AVG2), tmp_path / "out.webp"))
+    back = pio.read(pio.write(pool_item(item, AVG2), tmp_path / "out.webp"))
     assert len(back.frames) == 3 and back.durations == [50, 60, 70] and back.loop == 3
 
 
@@ -462,159 +456,11 @@ def test_multipage_tiff_pages_of_different_sizes_and_modes(tmp_path):
     data = encode_pil(pages[0], "TIFF", save_all=True, append_images=pages[1:])
     item = pio.read(data)
     assert [(f.shape, f.dtype) for f in item.frames] == [((4, 5), np.uint8), ((6, 8), np.float32)]
-    pooled = pio.pool_item(item, AVG2)
+    pooled = pool_item(item, AVG2)
     back = pio.read(pio.write(pooled, tmp_path / "out.tif"))
     assert [(f.shape, f.dtype) for f in back.frames] == [((2, 2), np.uint8), ((3, 4), np.float32)]
     with pytest.raises(pio.WriteError, match="JPEG holds one image but this has 2 frames"):
         pio.write(pooled, tmp_path / "out.jpg")
-
-
-# ---------------------------------------------------------------------- alpha
-
-
-def test_alpha_weighted_average_matches_pillow_reduce():
-    a = np.array([[[255, 0, 0, 255], [0, 255, 0, 0]]], np.uint8)
-    item = pio.Item(a, (0, 1), "image", mode="RGBA", format="PNG")
-    out = pio.pool_item(item, Pipeline.parse("avg((1, 2))"))
-    np.testing.assert_array_equal(out.array, [[[255, 0, 0, 128]]])
-    np.testing.assert_array_equal(out.array, np.asarray(Image.fromarray(a).reduce((2, 1))))
-
-
-def test_alpha_weighted_is_the_exact_premultiplied_mean():
-    a = u8(32, 48, 4)
-    a[..., 3] = np.where(RNG.random((32, 48)) < 0.3, 0, a[..., 3])
-    item = pio.Item(a, (0, 1), "image", mode="RGBA", format="PNG")
-    ours = pio.pool_item(item, Pipeline.parse("avg(4)")).array.astype(int)
-    blocks = a.astype(np.float64).reshape(8, 4, 12, 4, 4).transpose(0, 2, 1, 3, 4)
-    blocks = blocks.reshape(8, 12, 16, 4)
-    alpha = blocks[..., 3].sum(axis=-1)
-    colour = (blocks[..., :3] * blocks[..., 3:]).sum(axis=2)
-    colour = np.divide(colour, alpha[..., None], out=np.zeros_like(colour),
-                       where=alpha[..., None] > 0)
-    np.testing.assert_array_equal(ours[..., :3], np.floor(colour + 0.5))
-    np.testing.assert_array_equal(ours[..., 3], np.floor(alpha / 16 + 0.5))
-    # Pillow's reduce agrees up to its 8-bit premultiplied intermediate (exact where opaque)
-    pillow = np.asarray(Image.fromarray(a).reduce(4)).astype(int)
-    solid = pillow[..., 3] >= 128
-    assert np.abs(ours - pillow)[solid].max() <= 2
-
-
-def test_transparent_everywhere_window_has_colour_zero_and_max_is_per_channel():
-    a = np.zeros((2, 4, 2), np.uint8)
-    a[..., 0] = 200  # colour under alpha 0 in the left window
-    a[:, 2:] = (90, 255)
-    item = pio.Item(a, (0, 1), "image", mode="LA", format="PNG")
-    np.testing.assert_array_equal(pio.pool_item(item, AVG2).array, [[[0, 0], [90, 255]]])
-    # max/min only: channels independently, the hidden colour is what max picks
-    np.testing.assert_array_equal(
-        pio.pool_item(item, Pipeline.parse("max(2)")).array, [[[200, 0], [90, 255]]])
-
-
-def test_no_green_bleed_in_rgba_sample():
-    item = pio.read(SAMPLES / "rgba.png")
-    assert (item.array[item.array[..., 3] == 0][:, 1] == 255).all()  # hidden green
-    ours = pio.pool_item(item, Pipeline.parse("avg(4)")).array
-    naive = pool(item.array, "avg", 4, axes=(0, 1))
-    seen = ours[..., 3] > 0
-    assert ours[seen][:, 1].max() <= 60  # the discs' own green is 30 and 60
-    assert naive[seen][:, 1].max() > 150  # what the test guards against
-
-
-def test_alpha_weighting_for_median_and_16_bit():
-    a = np.array([[[65535, 0, 0, 65535], [0, 65535, 0, 0]]], np.uint16)
-    item = pio.Item(a, (0, 1), "image", mode="RGBA;16", format="PNG")
-    np.testing.assert_array_equal(
-        pio.pool_item(item, Pipeline.parse("avg((1, 2))")).array, [[[65535, 0, 0, 32768]]])
-    b = np.array([[[10, 255], [250, 0], [12, 255]]], np.uint8)
-    item = pio.Item(b, (0, 1), "image", mode="LA", format="PNG")
-    out = pio.pool_item(item, Pipeline.parse("median((1, 3))")).array
-    assert out[0, 0, 0] < 20  # the transparent 250 does not drag the gray up
-
-
-# ---------------------------------------------------------------------- linear light
-
-
-def _checkerboard(n: int, top: int, dtype) -> np.ndarray:
-    return ((np.indices((n, n)).sum(axis=0) % 2) * top).astype(dtype)
-
-
-def test_linear_light_checkerboard():
-    item = pio.Item(_checkerboard(512, 255, np.uint8), (0, 1), "image", mode="L", format="PNG")
-    naive = pio.pool_item(item, Pipeline.parse("avg(16)"))
-    linear = pio.pool_item(item, Pipeline.parse("avg(16)"), linear_light=True)
-    assert naive.array.shape == linear.array.shape == (32, 32)
-    assert set(np.unique(naive.array)) <= {127, 128}
-    assert set(np.unique(linear.array)) <= {187, 188}
-    assert linear.array.dtype == np.uint8
-    # max commutes with the transfer curve: no conversion, same result
-    np.testing.assert_array_equal(
-        pio.pool_item(item, Pipeline.parse("max(16)"), linear_light=True).array, 255)
-
-
-def test_linear_light_16_bit_and_rgba():
-    item = pio.Item(_checkerboard(64, 65535, np.uint16), (0, 1), "image", mode="I;16")
-    out = pio.pool_item(item, Pipeline.parse("avg(8)"), linear_light=True).array
-    assert out.dtype == np.uint16 and abs(int(out[0, 0]) - round(0.7354 * 65535)) < 10
-    rgba = np.zeros((2, 2, 4), np.uint8)
-    rgba[..., :3] = _checkerboard(2, 255, np.uint8)[..., None]
-    rgba[..., 3] = 255
-    rgba[1, 1] = (0, 255, 0, 0)  # transparent: neither its colour nor its darkness counts
-    item = pio.Item(rgba, (0, 1), "image", mode="RGBA")
-    out = pio.pool_item(item, AVG2, linear_light=True).array
-    # linear mean of 0, 1, 1 = 2/3 -> sRGB 0.8360 -> 213; alpha 3/4 -> 191
-    np.testing.assert_array_equal(out, [[[213, 213, 213, 191]]])
-
-
-def test_linear_light_identity_and_skipped_for_float_and_cmyk():
-    a = u8(16, 16, 3)
-    item = pio.Item(a, (0, 1), "image", mode="RGB")
-    np.testing.assert_array_equal(
-        pio.pool_item(item, Pipeline.parse("avg(1)"), linear_light=True).array, a)
-    for mode, arr in (("F", RNG.random((8, 8)).astype(np.float32)), ("CMYK", u8(8, 8, 4))):
-        item = pio.Item(arr, (0, 1), "image", mode=mode)
-        np.testing.assert_array_equal(
-            pio.pool_item(item, AVG2, linear_light=True).array, pio.pool_item(item, AVG2).array)
-
-
-# ---------------------------------------------------------------------- dtypes, pipelines
-
-
-def test_output_dtype_is_input_dtype_and_sum_saturates():
-    a = np.full((4, 4), 200, np.uint8)
-    item = pio.Item(a, (0, 1), "image", mode="L")
-    out = pio.pool_item(item, Pipeline.parse("sum(2)")).array
-    assert out.dtype == np.uint8 and (out == 255).all()
-    out = pio.pool_item(item, Pipeline.parse("lp(2, p=2)")).array
-    assert out.dtype == np.uint8
-
-
-def test_any_pipeline_like_object_works():
-    class Stage:
-        op = "adaptive_avg"
-
-    class Pipe:
-        stages = [Stage()]
-
-        def __call__(self, x, axes=None, backend="auto"):
-            return pool(x, "avg", 2, axes=axes, backend=backend)
-
-    a = np.array([[[255, 0, 0, 255], [0, 255, 0, 0]]] * 2, np.uint8)
-    item = pio.Item(a, (0, 1), "image", mode="RGBA")
-    np.testing.assert_array_equal(pio.pool_item(item, Pipe()).array, [[[255, 0, 0, 128]]])
-
-
-def test_pooling_uses_the_backend_argument():
-    seen = []
-
-    class Pipe:
-        stages = ()
-
-        def __call__(self, x, axes=None, backend="auto"):
-            seen.append((axes, backend))
-            return x
-
-    pio.pool_item(pio.Item(u8(2, 2), (0, 1), "image", mode="L"), Pipe(), backend="numpy")
-    assert seen == [((0, 1), "numpy")]
 
 
 # ---------------------------------------------------------------------- decompression bombs
@@ -654,7 +500,7 @@ def test_npy_memory_mapped_and_last_two_axes(tmp_path):
     item = pio.read(SAMPLES / "nchw.npy")
     assert isinstance(item.array, np.memmap) and not item.array.flags.writeable
     assert item.kind == "npy" and item.axes == (2, 3) and item.array.shape == (2, 3, 64, 64)
-    pooled = pio.pool_item(item, Pipeline.parse("max(2)"))
+    pooled = pool_item(item, Pipeline.parse("max(2)"))
     assert pooled.array.shape == (2, 3, 32, 32) and pooled.array.dtype == np.float32
     np.testing.assert_array_equal(pooled.array, pool(np.load(SAMPLES / "nchw.npy"), "max", 2))
     out = pio.write(pooled, tmp_path / "out.npy")
@@ -671,7 +517,7 @@ def test_npy_layouts(tmp_path, layout, shape, axes):
     np.save(path, np.zeros(shape, np.float32))
     item = pio.read(path, layout=layout)
     assert item.axes == axes and item.layout == layout
-    out = pio.pool_item(item, Pipeline.parse("avg(2)"))
+    out = pool_item(item, Pipeline.parse("avg(2)"))
     assert out.array.shape == tuple(n // 2 if i in axes else n for i, n in enumerate(shape))
 
 
@@ -729,7 +575,7 @@ def test_npy_from_bytes_and_stream():
     np.save(buf, np.arange(12, dtype=np.int16).reshape(3, 4))
     item = pio.read(io.BytesIO(buf.getvalue()), name="<stdin>")
     assert item.source == "<stdin>" and item.array.dtype == np.int16
-    out = pio.pool_item(item, Pipeline.parse("max(2, ceil_mode=True)"))
+    out = pool_item(item, Pipeline.parse("max(2, ceil_mode=True)"))
     back = np.load(io.BytesIO(pio.write_bytes(out)))
     np.testing.assert_array_equal(back, [[5, 7], [9, 11]])
 
@@ -792,7 +638,7 @@ def test_never_overwrites_its_input(tmp_path):
     item = _rgb_item(tmp_path)
     before = (tmp_path / "in.png").read_bytes()
     with pytest.raises(pio.WriteError, match="is the input file"):
-        pio.write(pio.pool_item(item, AVG2), tmp_path / "in.png", overwrite=True)
+        pio.write(pool_item(item, AVG2), tmp_path / "in.png", overwrite=True)
     assert (tmp_path / "in.png").read_bytes() == before
 
 
@@ -859,6 +705,7 @@ import os, sys
 from PIL import Image
 from poolcore import atomic
 from poolcore import io as pio
+from poolcore.imaging import pool_item
 item = pio.read(sys.argv[1])
 def die(self, fp, *a, **k):
     fp.write(b"half an image")
@@ -951,7 +798,7 @@ def test_stream_round_trip():
     data = encode_pil(Image.fromarray(u8(6, 6, 3)), "PNG")
     item = pio.read(io.BytesIO(data))
     assert item.source == "<stream>"
-    out = pio.write_bytes(pio.pool_item(item, AVG2))
+    out = pio.write_bytes(pool_item(item, AVG2))
     assert Image.open(io.BytesIO(out)).size == (3, 3)
 
 
@@ -962,7 +809,7 @@ def test_stream_round_trip():
                                         if pio.format_for_path(p)))
 def test_every_sample_pools_and_round_trips(tmp_path, name):
     item = pio.read(SAMPLES / name)
-    pooled = pio.pool_item(item, AVG2)
+    pooled = pool_item(item, AVG2)
     back = pio.read(pio.write(pooled, tmp_path / name))
     assert back.array.shape == pooled.array.shape and back.array.dtype == pooled.array.dtype
     assert len(back.frames) == len(item.frames)

@@ -1,0 +1,182 @@
+"""poolcore.imaging.pool_item: alpha-weighted (premultiplied) pooling, linear light, the
+output dtype and DPI, any pipeline-like object."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from poolcore import Pipeline, pool
+from poolcore import io as pio
+from poolcore.imaging import pool_item
+from poolcore.io import Item
+
+SAMPLES = pathlib.Path(__file__).resolve().parent.parent / "sample_images"
+RNG = np.random.default_rng(12345)
+AVG2 = Pipeline.parse("avg(2)")
+
+
+def u8(*shape):
+    return RNG.integers(0, 256, shape, dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------- dpi
+
+
+def test_dpi_scaled_per_axis_by_the_pipeline():
+    item = pio.read(SAMPLES / "photo.jpg")
+    assert item.dpi == (300, 300)
+    out = pool_item(item, Pipeline.parse("max((2, 3))"))
+    assert out.array.shape == (200, 200, 3)
+    assert out.dpi == pytest.approx((100, 150))
+
+
+# ---------------------------------------------------------------------- alpha
+
+
+def test_alpha_weighted_average_matches_pillow_reduce():
+    a = np.array([[[255, 0, 0, 255], [0, 255, 0, 0]]], np.uint8)
+    item = Item(a, (0, 1), "image", mode="RGBA", format="PNG")
+    out = pool_item(item, Pipeline.parse("avg((1, 2))"))
+    np.testing.assert_array_equal(out.array, [[[255, 0, 0, 128]]])
+    np.testing.assert_array_equal(out.array, np.asarray(Image.fromarray(a).reduce((2, 1))))
+
+
+def test_alpha_weighted_is_the_exact_premultiplied_mean():
+    a = u8(32, 48, 4)
+    a[..., 3] = np.where(RNG.random((32, 48)) < 0.3, 0, a[..., 3])
+    item = Item(a, (0, 1), "image", mode="RGBA", format="PNG")
+    ours = pool_item(item, Pipeline.parse("avg(4)")).array.astype(int)
+    blocks = a.astype(np.float64).reshape(8, 4, 12, 4, 4).transpose(0, 2, 1, 3, 4)
+    blocks = blocks.reshape(8, 12, 16, 4)
+    alpha = blocks[..., 3].sum(axis=-1)
+    colour = (blocks[..., :3] * blocks[..., 3:]).sum(axis=2)
+    colour = np.divide(colour, alpha[..., None], out=np.zeros_like(colour),
+                       where=alpha[..., None] > 0)
+    np.testing.assert_array_equal(ours[..., :3], np.floor(colour + 0.5))
+    np.testing.assert_array_equal(ours[..., 3], np.floor(alpha / 16 + 0.5))
+    # Pillow's reduce agrees up to its 8-bit premultiplied intermediate (exact where opaque)
+    pillow = np.asarray(Image.fromarray(a).reduce(4)).astype(int)
+    solid = pillow[..., 3] >= 128
+    assert np.abs(ours - pillow)[solid].max() <= 2
+
+
+def test_transparent_everywhere_window_has_colour_zero_and_max_is_per_channel():
+    a = np.zeros((2, 4, 2), np.uint8)
+    a[..., 0] = 200  # colour under alpha 0 in the left window
+    a[:, 2:] = (90, 255)
+    item = Item(a, (0, 1), "image", mode="LA", format="PNG")
+    np.testing.assert_array_equal(pool_item(item, AVG2).array, [[[0, 0], [90, 255]]])
+    # max/min only: channels independently, the hidden colour is what max picks
+    np.testing.assert_array_equal(
+        pool_item(item, Pipeline.parse("max(2)")).array, [[[200, 0], [90, 255]]])
+
+
+def test_no_green_bleed_in_rgba_sample():
+    item = pio.read(SAMPLES / "rgba.png")
+    assert (item.array[item.array[..., 3] == 0][:, 1] == 255).all()  # hidden green
+    ours = pool_item(item, Pipeline.parse("avg(4)")).array
+    naive = pool(item.array, "avg", 4, axes=(0, 1))
+    seen = ours[..., 3] > 0
+    assert ours[seen][:, 1].max() <= 60  # the discs' own green is 30 and 60
+    assert naive[seen][:, 1].max() > 150  # what the test guards against
+
+
+def test_alpha_weighting_for_median_and_16_bit():
+    a = np.array([[[65535, 0, 0, 65535], [0, 65535, 0, 0]]], np.uint16)
+    item = Item(a, (0, 1), "image", mode="RGBA;16", format="PNG")
+    np.testing.assert_array_equal(
+        pool_item(item, Pipeline.parse("avg((1, 2))")).array, [[[65535, 0, 0, 32768]]])
+    b = np.array([[[10, 255], [250, 0], [12, 255]]], np.uint8)
+    item = Item(b, (0, 1), "image", mode="LA", format="PNG")
+    out = pool_item(item, Pipeline.parse("median((1, 3))")).array
+    assert out[0, 0, 0] < 20  # the transparent 250 does not drag the gray up
+
+
+# ---------------------------------------------------------------------- linear light
+
+
+def _checkerboard(n: int, top: int, dtype) -> np.ndarray:
+    return ((np.indices((n, n)).sum(axis=0) % 2) * top).astype(dtype)
+
+
+def test_linear_light_checkerboard():
+    item = Item(_checkerboard(512, 255, np.uint8), (0, 1), "image", mode="L", format="PNG")
+    naive = pool_item(item, Pipeline.parse("avg(16)"))
+    linear = pool_item(item, Pipeline.parse("avg(16)"), linear_light=True)
+    assert naive.array.shape == linear.array.shape == (32, 32)
+    assert set(np.unique(naive.array)) <= {127, 128}
+    assert set(np.unique(linear.array)) <= {187, 188}
+    assert linear.array.dtype == np.uint8
+    # max commutes with the transfer curve: no conversion, same result
+    np.testing.assert_array_equal(
+        pool_item(item, Pipeline.parse("max(16)"), linear_light=True).array, 255)
+
+
+def test_linear_light_16_bit_and_rgba():
+    item = Item(_checkerboard(64, 65535, np.uint16), (0, 1), "image", mode="I;16")
+    out = pool_item(item, Pipeline.parse("avg(8)"), linear_light=True).array
+    assert out.dtype == np.uint16 and abs(int(out[0, 0]) - round(0.7354 * 65535)) < 10
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., :3] = _checkerboard(2, 255, np.uint8)[..., None]
+    rgba[..., 3] = 255
+    rgba[1, 1] = (0, 255, 0, 0)  # transparent: neither its colour nor its darkness counts
+    item = Item(rgba, (0, 1), "image", mode="RGBA")
+    out = pool_item(item, AVG2, linear_light=True).array
+    # linear mean of 0, 1, 1 = 2/3 -> sRGB 0.8360 -> 213; alpha 3/4 -> 191
+    np.testing.assert_array_equal(out, [[[213, 213, 213, 191]]])
+
+
+def test_linear_light_identity_and_skipped_for_float_and_cmyk():
+    a = u8(16, 16, 3)
+    item = Item(a, (0, 1), "image", mode="RGB")
+    np.testing.assert_array_equal(
+        pool_item(item, Pipeline.parse("avg(1)"), linear_light=True).array, a)
+    for mode, arr in (("F", RNG.random((8, 8)).astype(np.float32)), ("CMYK", u8(8, 8, 4))):
+        item = Item(arr, (0, 1), "image", mode=mode)
+        np.testing.assert_array_equal(
+            pool_item(item, AVG2, linear_light=True).array, pool_item(item, AVG2).array)
+
+
+# ---------------------------------------------------------------------- dtypes, pipelines
+
+
+def test_output_dtype_is_input_dtype_and_sum_saturates():
+    a = np.full((4, 4), 200, np.uint8)
+    item = Item(a, (0, 1), "image", mode="L")
+    out = pool_item(item, Pipeline.parse("sum(2)")).array
+    assert out.dtype == np.uint8 and (out == 255).all()
+    out = pool_item(item, Pipeline.parse("lp(2, p=2)")).array
+    assert out.dtype == np.uint8
+
+
+def test_any_pipeline_like_object_works():
+    class Stage:
+        op = "adaptive_avg"
+
+    class Pipe:
+        stages = [Stage()]
+
+        def __call__(self, x, axes=None, backend="auto"):
+            return pool(x, "avg", 2, axes=axes, backend=backend)
+
+    a = np.array([[[255, 0, 0, 255], [0, 255, 0, 0]]] * 2, np.uint8)
+    item = Item(a, (0, 1), "image", mode="RGBA")
+    np.testing.assert_array_equal(pool_item(item, Pipe()).array, [[[255, 0, 0, 128]]])
+
+
+def test_pooling_uses_the_backend_argument():
+    seen = []
+
+    class Pipe:
+        stages = ()
+
+        def __call__(self, x, axes=None, backend="auto"):
+            seen.append((axes, backend))
+            return x
+
+    pool_item(Item(u8(2, 2), (0, 1), "image", mode="L"), Pipe(), backend="numpy")
+    assert seen == [((0, 1), "numpy")]
