@@ -40,9 +40,8 @@ to the output, DPI divided by the pooling factor. Every frame of animated GIF/We
 multi-page TIFF is read, with its duration.
 
 16-bit-per-channel colour: Pillow has no such mode and opens a 16-bit RGB PNG as 8-bit RGB
-(Pillow#1888, #7723). We decode it losslessly with Pillow's own decoder run twice, once per
-byte (its unpackers for little- and big-endian data keep different bytes), and write it back
-with a small PNG encoder of our own (``_png16``) or a TIFF through Pillow's IFD writer.
+(Pillow#1888, #7723); :mod:`poolcore._wide16` decodes it losslessly and encodes it back (PNG, or
+TIFF through Pillow's IFD writer).
 
 ``.npy``: read with ``allow_pickle=False`` (an object array fails, never unpickles) and
 memory-mapped; the last two axes are pooled unless ``layout`` names them (see ``LAYOUTS``;
@@ -58,17 +57,15 @@ from __future__ import annotations
 import io
 import math
 import os
-import struct
-import sys
 import threading
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, TiffImagePlugin, TiffTags
+from PIL import Image, ImageFile, TiffImagePlugin
 
+from . import _wide16
 from .atomic import atomic_file
 from .errors import OutputExistsError, PoolIOError, ReadError, WriteError
 
@@ -418,9 +415,9 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
     _check_size(im, label, limit)  # before anything is decoded
     # The first frame is decoded before the metadata is read: a PNG's getexif() would load
     # it anyway, and the 16-bit path must swap the decoder's rawmode before any load.
-    wide = _wide_decode(im, opener) if n_frames == 1 else None
+    wide = _wide16.decode(im, opener) if n_frames == 1 else None
     if wide is None:
-        _check_not_wide(im, label)
+        _wide16.check_not_wide(im, label)
         im.load()
 
     # Metadata is taken while the file is open: a TIFF's EXIF sub-IFDs are read lazily.
@@ -442,7 +439,7 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
         if index:
             im.seek(index)
             _check_size(im, label, limit)
-            _check_not_wide(im, label)
+            _wide16.check_not_wide(im, label)
             im.load()
         durations.append(im.info.get("duration"))
         if wide is not None:
@@ -508,86 +505,6 @@ def _clean_exif(exif: Image.Exif, from_tiff: bool) -> bytes | None:
         return exif.tobytes()
     except Exception:  # unparseable maker junk: drop EXIF rather than fail the file
         return None
-
-
-# ---- 16 bits per channel colour
-
-# Pillow's unpackers: "RGB;16B" keeps the first byte of each big-endian sample (the high one)
-# and "RGB;16L" the second (the high one of little-endian data). Decoding the same data with
-# the other one yields the low bytes: two runs of Pillow's decoder, unfiltering included, give
-# the full 16 bits.
-# libtiff hands Pillow native-order samples ("RGB;16N").
-_OTHER_END = "B" if sys.byteorder == "little" else "L"
-_SWAP = {"RGB;16B": "RGB;16L", "RGB;16L": "RGB;16B",
-         "RGBA;16B": "RGBA;16L", "RGBA;16L": "RGBA;16B",
-         "RGB;16N": "RGB;16" + _OTHER_END, "RGBA;16N": "RGBA;16" + _OTHER_END}
-
-
-def _rawmode(tile) -> str | None:
-    args = tile.args
-    if isinstance(args, str):
-        return args
-    if isinstance(args, tuple) and args and isinstance(args[0], str):
-        return args[0]
-    return None
-
-
-def _with_rawmode(tile, rawmode: str):
-    args = tile.args
-    new = rawmode if isinstance(args, str) else (rawmode, *args[1:])
-    return tile._replace(args=new)
-
-
-def _wide_decode(im, opener):
-    """(uint16 array, mode) for a 16-bit-per-channel colour image (decoded), else None."""
-    if not im.tile:
-        return None
-    raws = {_rawmode(t) for t in im.tile}
-    if len(raws) != 1:
-        return None
-    raw = raws.pop()
-    if raw == "LA;16B" and im.format == "PNG" and all(t.codec_name == "zip" for t in im.tile):
-        # PNG gray+alpha, 16 bits: decode the 4 bytes of a pixel as R, G, B, A untouched.
-        im.tile = [_with_rawmode(t, "RGBA") for t in im.tile]
-        im.load()
-        b = np.asarray(im).astype(np.uint16)
-        out = np.empty(b.shape[:2] + (2,), np.uint16)
-        np.left_shift(b[..., 0], 8, out=out[..., 0])
-        out[..., 0] |= b[..., 1]
-        np.left_shift(b[..., 2], 8, out=out[..., 1])
-        out[..., 1] |= b[..., 3]
-        return out, "LA;16"
-    if raw not in _SWAP:
-        return None
-    im.load()
-    hi = np.asarray(im)
-    with opener() as fp2, Image.open(fp2, formats=_IMAGE_FORMATS) as other:
-        other.tile = [_with_rawmode(t, _SWAP[raw]) for t in other.tile]
-        other.load()
-        lo = np.asarray(other)
-    out = hi.astype(np.uint16)
-    out <<= 8
-    out |= lo
-    mode = "RGBA;16" if raw.startswith("RGBA") else "RGB;16"
-    trns = im.info.get("transparency")
-    if mode == "RGB;16" and isinstance(trns, tuple) and len(trns) == 3:
-        alpha = np.where(np.all(out == np.asarray(trns, np.uint16), axis=-1), 0, 65535)
-        out = np.concatenate([out, alpha.astype(np.uint16)[..., None]], axis=-1)
-        mode = "RGBA;16"
-    return out, mode
-
-
-def _check_not_wide(im, label: str) -> None:
-    # Frames of an animation, or a TIFF layout we do not decode wide: refuse rather than
-    # silently keep 8 of 16 bits.
-    for t in im.tile:
-        raw = _rawmode(t) or ""
-        if ";16" in raw and im.mode in ("RGB", "RGBA"):
-            raise ReadError(
-                label,
-                f"16-bit-per-channel colour ({raw}) in a layout Pillow can only read as 8-bit; "
-                "convert it to a single-frame 16-bit PNG or TIFF, or to .npy",
-            )
 
 
 def _transpose_array(a: np.ndarray, orientation: int) -> np.ndarray:
@@ -838,9 +755,9 @@ def encode(
     icc = item.icc_profile
     if mode in ("RGB;16", "RGBA;16", "LA;16"):
         if fmt == "PNG":
-            fp.write(_png16(frames[0], item.dpi, icc, exif))
+            fp.write(_wide16.png16(frames[0], item.dpi, icc, exif))
         else:
-            _tiff16(frames[0], fp, item.dpi, icc, exif)
+            _wide16.tiff16(frames[0], fp, item.dpi, icc, exif, keep_tags=_DESCRIPTIVE_TAGS)
         return
     images = [_to_pil(a, item.mode, fmt) for a in frames]
     if icc and images[0].mode != mode and _icc_space(icc) == b"GRAY":
@@ -911,80 +828,3 @@ def _exif_for(exif: bytes | None, fmt: str, dpi, size: tuple[int, int]) -> bytes
         return e.tobytes()
     except Exception:  # keep the bytes we had rather than fail the write
         return exif
-
-
-# ---- 16-bit colour encoders
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(
-        ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _png16(a: np.ndarray, dpi, icc: bytes | None, exif: bytes | None) -> bytes:
-    """A 16-bit-per-channel PNG (colour types 4, 2, 6) from an (H, W, C) uint16 array."""
-    h, w, c = a.shape
-    colour_type = {2: 4, 3: 2, 4: 6}[c]
-    rows = np.ascontiguousarray(a, dtype=">u2").view(np.uint8).reshape(h, w * c * 2)
-    # Filter "Sub" on every row (vectorised, one pass): much smaller than no filter on
-    # photographic data, and needs no per-pixel Python loop as Paeth would.
-    bpp = c * 2
-    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
-    filtered[:, 0] = 1
-    filtered[:, 1:bpp + 1] = rows[:, :bpp]
-    np.subtract(rows[:, bpp:], rows[:, :-bpp], out=filtered[:, bpp + 1:])
-    out = [b"\x89PNG\r\n\x1a\n",
-           _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))]
-    if icc:
-        out.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
-    if dpi:
-        ppm = [max(1, round(d / 0.0254)) for d in dpi]
-        out.append(_png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
-    if exif:
-        out.append(_png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00")))
-    out.append(_png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)))
-    out.append(_png_chunk(b"IEND", b""))
-    return b"".join(out)
-
-
-def _tiff16(a: np.ndarray, fp: BinaryIO, dpi, icc: bytes | None, exif: bytes | None) -> None:
-    """A little-endian, deflate-compressed 16-bit RGB(A) TIFF, through Pillow's IFD writer."""
-    h, w, c = a.shape
-    data = zlib.compress(np.ascontiguousarray(a, dtype="<u2").tobytes(), 6)
-    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
-    if exif:
-        e = Image.Exif()
-        e.load(exif)
-        for tag, value in e.items():
-            if tag in (0x8769, 0x8825):  # EXIF and GPS sub-IFDs, written nested
-                sub = dict(e.get_ifd(tag))
-                if sub:
-                    ifd[tag] = sub
-                    ifd.tagtype[tag] = TiffTags.LONG
-            elif tag in _DESCRIPTIVE_TAGS:
-                ifd[tag] = value
-    ifd[256] = w
-    ifd[257] = h
-    ifd[258] = (16,) * c
-    ifd[259] = 8  # Adobe deflate
-    ifd[262] = 2  # RGB
-    ifd[277] = c
-    ifd[278] = h
-    ifd[279] = len(data)
-    ifd[284] = 1
-    if c == 4:
-        ifd[338] = 2  # unassociated alpha
-    if dpi:
-        ifd[282] = TiffImagePlugin.IFDRational(round(dpi[0] * 1000), 1000)
-        ifd[283] = TiffImagePlugin.IFDRational(round(dpi[1] * 1000), 1000)
-        ifd[296] = 2
-    if icc:
-        ifd[34675] = icc
-        ifd.tagtype[34675] = TiffTags.UNDEFINED
-    # Pillow's IFD writer adds the end of the IFD and its data to StripOffsets: 0 puts the
-    # strip right after them.
-    ifd[273] = 0
-    ifd.tagtype[273] = TiffTags.LONG
-    fp.write(b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + data)
-
-

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, TiffTags
 
-from poolcore import Pipeline, atomic, pool
+from poolcore import Pipeline, _wide16, atomic, pool
 from poolcore import io as pio
 from poolcore.imaging import pool_item
 
@@ -693,7 +693,7 @@ def test_failure_mid_write_of_npy_and_16_bit_png_leaves_no_file(tmp_path, monkey
     monkeypatch.setattr(np, "save", fail)
     with pytest.raises(OSError, match="No space"):
         pio.write(item, tmp_path / "out.npy")
-    monkeypatch.setattr(pio, "_png16", lambda *a: (_ for _ in ()).throw(Boom()))
+    monkeypatch.setattr(_wide16, "png16", lambda *a: (_ for _ in ()).throw(Boom()))
     wide = pio.Item(u16(4, 4, 3), (0, 1), "image", mode="RGB;16", format="PNG")
     with pytest.raises(Boom):
         pio.write(wide, tmp_path / "out.png")
