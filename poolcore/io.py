@@ -1,4 +1,5 @@
-"""Reading and writing what poolimg pools: images (via Pillow) and ``.npy`` tensors.
+"""Reading and writing the files poolimg pools, images (via Pillow) and ``.npy`` tensors, as
+:class:`Item`: decoding, metadata, which format can hold what, encoding.
 
 API (stable; poolcore.batch and the CLI build on it)::
 
@@ -36,8 +37,8 @@ P, PA              uint8 RGB or RGBA                "RGB" / "RGBA": a palette in
 A palette or gray/RGB image with a transparent colour (tRNS) gains an alpha channel, so the
 transparency survives pooling. EXIF orientation is applied on read (as
 ``PIL.ImageOps.exif_transpose``) and the tag reset to 1; ICC profile, EXIF and DPI are carried
-to the output, DPI divided by the pooling factor. Every frame of animated GIF/WebP/PNG and
-multi-page TIFF is read, with its duration.
+to the output, DPI divided by the pooling factor (in ``pool_item``). Every frame of animated
+GIF/WebP/PNG and multi-page TIFF is read, with its duration.
 
 16-bit-per-channel colour: Pillow has no such mode and opens a 16-bit RGB PNG as 8-bit RGB
 (Pillow#1888, #7723); :mod:`poolcore._wide16` decodes it losslessly and encodes it back (PNG, or
