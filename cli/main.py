@@ -309,9 +309,9 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
                 _make_parent(report)
                 reports.write_report(report, records, summary, str(pipeline),
                                      batch.backend_name(backend))
-            except OSError as e:
-                click.echo(f"poolimg: cannot write the report {report}: {e.strerror or e}",
-                           err=True)
+            except (OSError, ValueError) as e:  # ValueError: poolcore.errors.WriteError
+                why = getattr(e, "strerror", None) or e
+                click.echo(f"poolimg: cannot write the report {report}: {why}", err=True)
                 status = 1
         if contact_sheet is not None:
             _contact_sheet(records, contact_sheet, quiet)

@@ -562,7 +562,6 @@ def _frame_array(frame: Image.Image, label: str) -> tuple[np.ndarray, str]:
     return a, mode
 
 
-_WIDER = {"L": "RGB", "LA": "RGBA", "RGB": "RGBA"}
 
 
 def _unify(frames: list[np.ndarray], modes: list[str]):
