@@ -562,8 +562,6 @@ def _frame_array(frame: Image.Image, label: str) -> tuple[np.ndarray, str]:
     return a, mode
 
 
-
-
 def _unify(frames: list[np.ndarray], modes: list[str]):
     """Animation frames may come in different modes (a GIF's first frame is P, the others
     RGB or RGBA): promote them all to the widest so the frames stack and encode alike."""
