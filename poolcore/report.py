@@ -204,7 +204,7 @@ def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: 
     ``height`` pixels tall (the output scaled up with nearest-neighbour, so its pixels show).
     Only the first ``limit`` images are shown; arrays (.npy) are left out. Returns how many
     rows were drawn."""
-    from PIL import Image, ImageDraw, ImageOps
+    from PIL import Image, ImageDraw
 
     rows = []
     for r in in_input_order(records):
@@ -213,9 +213,7 @@ def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: 
         if r.status != "ok" or r.output in (None, "-") or r.output.lower().endswith(".npy"):
             continue
         try:
-            with Image.open(r.input) as a, Image.open(r.output) as b:
-                a = ImageOps.exif_transpose(a).convert("RGBA")
-                b = b.convert("RGBA")
+            a, b = _display_pair(r.input, r.output)
         except (OSError, ValueError):
             continue
         rows.append((r, _fit(a, height, Image.Resampling.LANCZOS),
@@ -239,6 +237,39 @@ def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: 
     sheet.save(buf, format="PNG")
     atomic_write(path, buf.getvalue(), overwrite=True)
     return len(rows)
+
+
+def _display_pair(input_path: str, output_path: str):
+    """The first frames of an input and its output as RGBA for the eye, read the way poolimg
+    reads them (EXIF orientation applied, 16-bit and float kept). Both are mapped to 8 bits
+    with the input's range, so they stay comparable: 16-bit by its top byte, float and int32
+    from the input's min..max."""
+    import numpy as np
+    from PIL import Image
+
+    from . import io as pio
+
+    a, b = pio.read(input_path), pio.read(output_path)
+    x, y = a.array, b.array
+    if x.dtype == np.uint16:
+        x, y = (x >> 8).astype(np.uint8), (y >> 8).astype(np.uint8)
+    elif x.dtype != np.uint8:
+        finite = np.asarray(x, np.float64)[np.isfinite(x)]
+        lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+
+        def to8(v):
+            v = np.nan_to_num((np.asarray(v, np.float64) - lo) * scale, nan=0.0)
+            return np.clip(v, 0, 255).astype(np.uint8)
+
+        x, y = to8(x), to8(y)
+    mode_of = {2: "LA", 3: "RGB", 4: "CMYK" if a.mode == "CMYK" else "RGBA"}
+
+    def image(v):
+        v = v[..., 0] if v.ndim == 3 and v.shape[2] == 1 else v
+        return Image.fromarray(v, "L" if v.ndim == 2 else mode_of[v.shape[2]]).convert("RGBA")
+
+    return image(x), image(y)
 
 
 def _fit(im, height, resample):

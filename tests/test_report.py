@@ -197,3 +197,24 @@ def test_json_report_round_trips_through_a_file(tmp_path):
     path = tmp_path / "r.json"
     report.write_report(path, records(), summary(), "avg(2)", "numpy")
     validate(json.loads(path.read_text()), report.SCHEMA)
+
+
+@pytest.mark.parametrize("kind", ["uint16", "float32"])
+def test_contact_sheet_shows_16_bit_and_float_images_by_their_range(tmp_path, kind):
+    # A gradient over the full 16-bit range, or float values in [-500, 3000]: Pillow's own
+    # conversion would show them all white; the sheet maps them to 8 bits by the input's range.
+    ramp = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    src, out = tmp_path / "in.tif", tmp_path / "out.tif"
+    if kind == "uint16":
+        a = (ramp * 65535).astype(np.uint16)
+        Image.fromarray(a).save(src)
+        Image.fromarray(a[::2, ::2].copy()).save(out)
+    else:
+        a = (ramp * 3500 - 500).astype(np.float32)
+        Image.fromarray(a, "F").save(src)
+        Image.fromarray(a[::2, ::2].copy(), "F").save(out)
+    report.contact_sheet([Record(str(src), str(out), "ok", index=0)], tmp_path / "s.png",
+                         height=64)
+    with Image.open(tmp_path / "s.png") as im:
+        left = np.asarray(im.convert("L"))[8:72, 8:72]
+    assert left.min() < 10 and left.max() > 245  # the full grey range, not all white
