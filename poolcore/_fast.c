@@ -66,7 +66,7 @@
 enum { DT_B, DT_I1, DT_I2, DT_I4, DT_I8, DT_U1, DT_U2, DT_U4, DT_U8, DT_F2, DT_F4, DT_F8, DT_N };
 enum { K_MAX, K_MIN, K_SUM, K_LP1, K_LP2, K_LPP, K_N };
 enum { FIN_STORE, FIN_AVG, FIN_LP };
-enum { ST_DIRECT, ST_TREE, ST_GW };
+enum { ST_DIRECT, ST_TREE, ST_GW, ST_LOG };
 
 /* ------------------------------------------------------------------ scalar helpers */
 
@@ -131,6 +131,7 @@ typedef struct {
     Py_ssize_t nseg;
     const Py_ssize_t (*seg)[3];         /* (o0, o1, strategy), ascending and disjoint */
     const int64_t *cnt;                 /* avg/lp divisor per output, or NULL */
+    double *dcnt;                       /* the same as doubles (float results) */
     Py_ssize_t Lpad;                    /* padded length of the last axis in bands */
 } axis_t;
 
@@ -256,6 +257,7 @@ static const inst_t INST_AVX2[K_SUM + 1][DT_N] = {
 
 static int pc_use_avx2 = 0; /* decided once at import; tests may turn it off */
 static int pc_use_hot = 1;  /* fused kernels on (tests compare them with the generic path) */
+static double pc_min_work = 5e5; /* elements of work per thread before threads are worth it */
 
 #include "_fast_hot.h"
 
@@ -373,7 +375,7 @@ static int run_job(const job_t *J, const inst_t *inst, int nthreads, double work
     const Py_ssize_t units = J->O * J->ax[0].out;
     if (units <= 0) return 0;
     /* a thread is worth it from about half a million elements of work */
-    Py_ssize_t by_work = (Py_ssize_t)(work / 5e5);
+    Py_ssize_t by_work = (Py_ssize_t)(work / pc_min_work);
     if (nthreads > by_work) nthreads = (int)(by_work > 1 ? by_work : 1);
     if (nthreads > units) nthreads = (int)units;
     if (nthreads > 256) nthreads = 256;
@@ -579,7 +581,7 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
             }
             for (int j = 0; j < 3; j++)
                 if (get_ssize(st, j, &segbuf[nsegs][j]) < 0) goto done;
-            if (segbuf[nsegs][2] < ST_DIRECT || segbuf[nsegs][2] > ST_GW) {
+            if (segbuf[nsegs][2] < ST_DIRECT || segbuf[nsegs][2] > ST_LOG) {
                 PyErr_SetString(PyExc_ValueError, "_fast.pool: bad strategy");
                 goto done;
             }
@@ -595,6 +597,12 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
                 goto done;
             }
             A->cnt = (const int64_t *)cb[ncb - 1].buf;
+            A->dcnt = (double *)PyMem_Malloc(sizeof(double) * (size_t)(A->out > 0 ? A->out : 1));
+            if (!A->dcnt) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            for (Py_ssize_t o = 0; o < A->out; o++) A->dcnt[o] = (double)A->cnt[o];
         }
         A->Lpad = A->n + A->p;
         Py_ssize_t reach = (A->out - 1) * A->s + A->d * (A->k - 1) + 1;
@@ -630,6 +638,7 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
     Py_INCREF(Py_None);
     ret = Py_None;
 done:
+    for (Py_ssize_t i = 0; i < m; i++) PyMem_Free(J.ax[i].dcnt);
     for (int i = 0; i < ncb; i++) PyBuffer_Release(&cb[i]);
     PyBuffer_Release(&db);
     PyBuffer_Release(&sb);
@@ -640,9 +649,14 @@ done:
 static PyObject *fast_config(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
-    static char *names[] = {"avx2", "hot", NULL};
-    PyObject *avx2 = Py_None, *hot = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO", names, &avx2, &hot)) return NULL;
+    static char *names[] = {"avx2", "hot", "min_work", NULL};
+    PyObject *avx2 = Py_None, *hot = Py_None, *mw = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO", names, &avx2, &hot, &mw)) return NULL;
+    if (mw != Py_None) {
+        double v = PyFloat_AsDouble(mw);
+        if (v == -1.0 && PyErr_Occurred()) return NULL;
+        pc_min_work = v > 0 ? v : 1e-9;
+    }
     if (avx2 != Py_None) {
         int v = PyObject_IsTrue(avx2);
         if (v < 0) return NULL;
@@ -655,14 +669,15 @@ static PyObject *fast_config(PyObject *mod, PyObject *args, PyObject *kw)
         if (v < 0) return NULL;
         pc_use_hot = v;
     }
-    return Py_BuildValue("{s:O,s:O}", "avx2", pc_use_avx2 ? Py_True : Py_False, "hot",
-                         pc_use_hot ? Py_True : Py_False);
+    return Py_BuildValue("{s:O,s:O,s:d}", "avx2", pc_use_avx2 ? Py_True : Py_False, "hot",
+                         pc_use_hot ? Py_True : Py_False, "min_work", pc_min_work);
 }
 
 PyDoc_STRVAR(config_doc,
-"config(avx2=None, hot=None)\n--\n\n"
-"Read (and for tests, change) the kernel selection: AVX2 code when the CPU has it, and the\n"
-"fused kernels. Returns the current settings as a dict.");
+"config(avx2=None, hot=None, min_work=None)\n--\n\n"
+"Read (and for tests, change) the kernel selection: AVX2 code when the CPU has it, the fused\n"
+"kernels, and the elements of work per thread below which a call stays on one thread.\n"
+"Returns the current settings as a dict.");
 
 static PyMethodDef fast_methods[] = {
     {"pool", fast_pool, METH_VARARGS, pool_doc},

@@ -155,11 +155,25 @@ static inline B_T FN(divround)(B_T t, int64_t c)
  * FIN_STORE casts to the output type, FIN_AVG divides by the window count (exact integer
  * rounding for integer input), FIN_LP divides by the count and scales by the kernel volume.
  * Each family only has the outputs its op can produce (see fast_backend._out_dtype). */
+#if B_INT
+#define PC_COUNT(o) (cpre * (cnt ? ((const int64_t *)cnt)[o] : 1))
+#else /* float divisors come as doubles (exact below 2**53): the division vectorises */
+#define PC_COUNT(o) ((double)cpre * (cnt ? ((const double *)cnt)[o] : 1.0))
+#endif
 #define PC_FIN_LOOP(OT, EXPR)                                                         \
+    if (I == 1 && rstride == 1 && dsn == (ptrdiff_t)sizeof(OT)) {                     \
+        OT *dd_ = (OT *)dst;                                                          \
+        for (Py_ssize_t o = 0; o < nout; o++) {                                       \
+            B_T v = res[o];                                                           \
+            const PC_CNT_T c_ = PC_COUNT(o);                                          \
+            (void)c_;                                                                 \
+            dd_[o] = (OT)(EXPR);                                                      \
+        }                                                                             \
+    } else                                                                            \
     for (Py_ssize_t o = 0; o < nout; o++) {                                           \
         const B_T *r_ = res + o * rstride;                                            \
         char *d_ = dst + o * dsn;                                                     \
-        const int64_t c_ = cpre * (cnt ? cnt[o] : 1);                                 \
+        const PC_CNT_T c_ = PC_COUNT(o);                                              \
         (void)c_;                                                                     \
         if (dsI == (ptrdiff_t)sizeof(OT)) {                                           \
             OT *dd_ = (OT *)d_;                                                       \
@@ -171,9 +185,14 @@ static inline B_T FN(divround)(B_T t, int64_t c)
             }                                                                         \
         }                                                                             \
     }
+#if B_INT
+#define PC_CNT_T int64_t
+#else
+#define PC_CNT_T double
+#endif
 static void FN(finish)(const job_t *J, const B_T *res, Py_ssize_t nout, Py_ssize_t I,
                        Py_ssize_t rstride, char *dst, ptrdiff_t dsn, ptrdiff_t dsI,
-                       const int64_t *cnt, int64_t cpre)
+                       const void *cnt, int64_t cpre)
 {
 #if FAM == 0 /* max / min: the source type */
     (void)J;
@@ -194,19 +213,21 @@ static void FN(finish)(const job_t *J, const B_T *res, Py_ssize_t nout, Py_ssize
         if (J->out_type == DT_F4) { PC_FIN_LOOP(float, v) }
         else { PC_FIN_LOOP(double, v) }
     } else if (J->fin == FIN_AVG) {
-        if (J->out_type == DT_F4) { PC_FIN_LOOP(float, (double)v / (double)c_) }
-        else { PC_FIN_LOOP(double, (double)v / (double)c_) }
+        if (J->out_type == DT_F4) { PC_FIN_LOOP(float, (double)v / c_) }
+        else { PC_FIN_LOOP(double, (double)v / c_) }
     } else { /* lp with p = 1 on floats runs the float sum; +0.0: torch's sum starts at +0 */
         const double vol = J->volume;
-        PC_FIN_LOOP(double, ((double)v + 0.0) / (double)c_ * vol)
+        PC_FIN_LOOP(double, ((double)v + 0.0) / c_ * vol)
     }
 #endif
 #else /* lp: the mean of x**p times the kernel volume, as double; numpy takes the root */
     const double vol = J->volume;
-    PC_FIN_LOOP(double, ((double)v + 0.0) / (double)c_ * vol)
+    PC_FIN_LOOP(double, ((double)v + 0.0) / c_ * vol)
 #endif
 }
 #undef PC_FIN_LOOP
+#undef PC_COUNT
+#undef PC_CNT_T
 
 /* ----------------------------------------------------------------- line kernels (last axis)
  * A line holds positions u (padded coordinates: u = t + p) of I values each, IDENT in the
@@ -228,12 +249,17 @@ static void FN(line_direct)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, 
                 B_T v = OPX(xs[o * s], xs[o * s + d]);
                 res[o] = OPX(v, xs[o * s + 2 * d]);
             }
+        } else if (s == 1) {
+            for (Py_ssize_t o = 0; o < n; o++) res[o] = xs[o];
+            for (Py_ssize_t j = 1; j < k; j++) {
+                const B_T *xj = xs + j * d;
+                for (Py_ssize_t o = 0; o < n; o++) res[o] = OPX(res[o], xj[o]);
+            }
         } else {
-            for (Py_ssize_t o = 0; o < n; o++) {
-                const B_T *w = xs + o * s;
-                B_T v = w[0];
-                for (Py_ssize_t j = 1; j < k; j++) v = OPX(v, w[j * d]);
-                res[o] = v;
+            for (Py_ssize_t o = 0; o < n; o++) res[o] = xs[o * s];
+            for (Py_ssize_t j = 1; j < k; j++) {
+                const B_T *xj = xs + j * d;
+                for (Py_ssize_t o = 0; o < n; o++) res[o] = OPX(res[o], xj[o * s]);
             }
         }
         return;
@@ -264,13 +290,22 @@ static void FN(line_tree)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py
     int first = 1;
     for (;;) {
         if (k & width) {
-            for (Py_ssize_t o = 0; o < count; o++) {
-                const B_T *pt = lev + (o * s + off * d) * I;
-                B_T *restrict r = res + o * I;
-                if (first)
-                    for (Py_ssize_t c = 0; c < I; c++) r[c] = pt[c];
-                else
-                    for (Py_ssize_t c = 0; c < I; c++) r[c] = r[c] + pt[c];
+            const B_T *pt0 = lev + off * d * I;
+            if (I == 1 && s == 1) {
+                if (first) memcpy(res, pt0, (size_t)count * sizeof(B_T));
+                else for (Py_ssize_t o = 0; o < count; o++) res[o] = res[o] + pt0[o];
+            } else if (I == 1) {
+                if (first) for (Py_ssize_t o = 0; o < count; o++) res[o] = pt0[o * s];
+                else for (Py_ssize_t o = 0; o < count; o++) res[o] = res[o] + pt0[o * s];
+            } else {
+                for (Py_ssize_t o = 0; o < count; o++) {
+                    const B_T *pt = pt0 + o * s * I;
+                    B_T *restrict r = res + o * I;
+                    if (first)
+                        for (Py_ssize_t c = 0; c < I; c++) r[c] = pt[c];
+                    else
+                        for (Py_ssize_t c = 0; c < I; c++) r[c] = r[c] + pt[c];
+                }
             }
             first = 0;
             off += width;
@@ -296,6 +331,22 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
     const Py_ssize_t count = o1 - o0;
     const Py_ssize_t len = (count - 1) * s + d * (k - 1) + 1;
     const B_T *xs = x + (o0 * s - ub) * I;
+    if (I == 1 && d == 1) { /* blocks without index arithmetic */
+        for (Py_ssize_t b0 = 0; b0 < len; b0 += k) {
+            const Py_ssize_t e = b0 + k < len ? b0 + k : len;
+            B_T acc = xs[b0];
+            P[b0] = acc;
+            for (Py_ssize_t v = b0 + 1; v < e; v++) P[v] = acc = OPX(acc, xs[v]);
+            acc = xs[e - 1];
+            S[e - 1] = acc;
+            for (Py_ssize_t v = e - 2; v >= b0; v--) S[v] = acc = OPX(xs[v], acc);
+        }
+        for (Py_ssize_t o = 0; o < count; o++) {
+            const Py_ssize_t v = o * s;
+            res[o] = (v % k == 0) ? S[v] : OPX(S[v], P[v + k - 1]);
+        }
+        return;
+    }
     for (Py_ssize_t r0 = 0; r0 < d && r0 < len; r0++) {
         /* forward prefix along class r0: positions r0, r0 + d, ... */
         Py_ssize_t q = 0;
@@ -337,6 +388,41 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
     }
 }
 
+#if FAM == 0
+/* max / min are idempotent, so a window of k taps is op of two overlapping windows of
+ * a = 2^floor(log2 k) taps, and those come from log2(a) doubling passes over the line, each
+ * a flat vectorisable loop: floor(log2 k) + 1 passes in cache, no serial chain (van Herk's
+ * prefix scans are serial along a line of single values). Used for lines, up to k = 64. */
+static void FN(line_log)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_ssize_t k,
+                         Py_ssize_t s, Py_ssize_t d, Py_ssize_t o0, Py_ssize_t o1,
+                         B_T *restrict res, B_T *restrict lev)
+{
+    const Py_ssize_t count = o1 - o0;
+    Py_ssize_t len = (count - 1) * s + d * (k - 1) + 1;
+    const B_T *xs = x + (o0 * s - ub) * I;
+    Py_ssize_t a = 1;
+    const B_T *cur = xs;
+    while (a * 2 <= k) {
+        const Py_ssize_t sh = a * d * I, m = (len - a * d) * I;
+        for (Py_ssize_t v = 0; v < m; v++) lev[v] = OPX(cur[v], cur[v + sh]);
+        cur = lev;
+        len -= a * d;
+        a *= 2;
+    }
+    const Py_ssize_t sh = (k - a) * d * I;
+    if (I == 1) {
+        if (s == 1) for (Py_ssize_t o = 0; o < count; o++) res[o] = OPX(cur[o], cur[o + sh]);
+        else for (Py_ssize_t o = 0; o < count; o++) res[o] = OPX(cur[o * s], cur[o * s + sh]);
+    } else {
+        for (Py_ssize_t o = 0; o < count; o++) {
+            const B_T *p = cur + o * s * I;
+            B_T *restrict r = res + o * I;
+            for (Py_ssize_t c = 0; c < I; c++) r[c] = OPX(p[c], p[c + sh]);
+        }
+    }
+}
+#endif
+
 /* Gather source positions [u0, u1) (padded coordinates) of a line into xb, IDENT outside. */
 static void FN(gather)(const job_t *J, const char *sp, Py_ssize_t u0, Py_ssize_t u1,
                        B_T *restrict xb)
@@ -366,6 +452,12 @@ static void FN(line_run)(const axis_t *A, int strat, const B_T *x, Py_ssize_t ub
 {
     const Py_ssize_t I = A->G;
     (void)t2;
+#if FAM == 0
+    if (strat == ST_LOG) {
+        FN(line_log)(x, ub, I, A->k, A->s, A->d, o0, o1, res, t1);
+        return;
+    }
+#endif
 #if IS_FSUM
     if (strat == ST_TREE) {
         FN(line_tree)(x, ub, I, A->k, A->s, A->d, o0, o1, res, t1);
@@ -559,8 +651,13 @@ static void FN(line_level)(const job_t *J, tbuf_t *T, int i, const char *src, co
                 x = xb;
             }
             FN(line_run)(A, strat, x, ub, c0, c1, res, t1, t2);
-            FN(finish)(J, res, c1 - c0, I, I, dst + c0 * A->d_sn, A->d_sn, A->d_sG,
-                       A->cnt ? A->cnt + c0 : NULL, cpre);
+            const void *cn = NULL;
+#if B_INT
+            if (A->cnt) cn = A->cnt + c0;
+#else
+            if (A->cnt) cn = A->dcnt + c0;
+#endif
+            FN(finish)(J, res, c1 - c0, I, I, dst + c0 * A->d_sn, A->d_sn, A->d_sG, cn, cpre);
             c0 = c1;
         }
     }

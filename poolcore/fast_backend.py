@@ -51,7 +51,7 @@ COVERED: dict[tuple[str, str], frozenset[str]] = {
 _KIND = {"max": 0, "min": 1, "sum": 2, "avg": 2}
 _K_LP1, _K_LP2, _K_LPP = 3, 4, 5
 _FIN_STORE, _FIN_AVG, _FIN_LP = 0, 1, 2
-_ST_DIRECT, _ST_TREE, _ST_GW = 0, 1, 2
+_ST_DIRECT, _ST_TREE, _ST_GW, _ST_LOG = 0, 1, 2, 3
 
 # long windows switch to van Herk / Gil-Werman from this many taps (direct costs k per output)
 _GW_MIN_TAPS = 6
@@ -182,7 +182,7 @@ def _numpy_band_rows(x: np.ndarray, axis: int, acc_itemsize: int) -> int:
 
 
 def _segments(w: Window, exact_float: int, line: bool, band_bytes: int,
-              rows: int | None) -> tuple:
+              rows: int | None, minmax: bool) -> tuple:
     """Strategy of one axis: numpy's parts and order for float sums (bit-identical), else
     direct taps for short windows and van Herk / Gil-Werman for long ones. Float avg and lp
     (``exact_float == 1``) take van Herk too once numpy's tree would cost log2(k) >= 3 levels."""
@@ -191,9 +191,14 @@ def _segments(w: Window, exact_float: int, line: bool, band_bytes: int,
         gw_ok = (-(-w.k // w.s) + 4) * band_bytes <= _GW_MAX_BAND_BYTES
     if exact_float:
         segs = _numpy_segments(w, rows)
-        if exact_float == 1 and w.k >= 8 and gw_ok and any(st == _ST_TREE for *_, st in segs):
+        # lines run numpy's tree vectorised (about as fast as van Herk's serial scans, and
+        # bit-identical); bands switch to van Herk once the tree would cost 3+ levels
+        if (exact_float == 1 and not line and w.k >= 8 and gw_ok
+                and any(st == _ST_TREE for *_, st in segs)):
             return ((0, w.out, _ST_GW),)
         return segs
+    if line and minmax and 4 <= w.k <= 64:
+        return ((0, w.out, _ST_LOG),)
     return ((0, w.out, _ST_GW if gw_ok else _ST_DIRECT),)
 
 
@@ -329,7 +334,7 @@ def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
         band_bytes = below * acc_size
         is_line = line and i == m - 1
         rows = _numpy_band_rows(x, a, 8) if exact and a == spec.axes[0] else None
-        segs = _segments(w, exact_level, is_line, band_bytes, rows)
+        segs = _segments(w, exact_level, is_line, band_bytes, rows, op in ("max", "min"))
         counts = None
         if fin != _FIN_STORE:
             counts = np.ascontiguousarray(w.counts(spec.count_include_pad), dtype=np.int64)
@@ -345,14 +350,15 @@ def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
         o_size, o_stride, do_stride, tuple(axes_t), line,
     )
     res = dst.transpose(np.argsort(full))
-    if op == "lp":
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    # NaN, inf and saturation are the contract's IEEE results, not warnings (as numpy_backend)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if op == "lp":
             res = np.power(res, 1.0 / float(spec.p), out=res)
-        if dtype.kind in "iu":
-            return numpy_backend.float_to_int(res, dtype)
-        return res.astype(dtype, copy=False)
-    if res.dtype != dtype and dtype.kind == "f":
-        return res.astype(dtype)  # float16 sums and averages: one rounding, as numpy
+            if dtype.kind in "iu":
+                return numpy_backend.float_to_int(res, dtype)
+            return res.astype(dtype, copy=False)
+        if res.dtype != dtype and dtype.kind == "f":
+            return res.astype(dtype)  # float16 sums and averages: one rounding, as numpy
     return res
 
 

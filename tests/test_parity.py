@@ -1,0 +1,422 @@
+"""Parity: the compiled backend gives the numpy reference's results (bottleneck's move_test.py).
+
+Every covered op x dtype x parameter runs on "fast" and "numpy" and must agree, dtype included:
+bit for bit for max, min, sum and every integer result (float sums too: the C engine follows
+numpy's tap order), within float rounding for float avg and lp. Failure messages name op,
+parameters, dtype, shape, strides and axes.
+
+Skipped as a module only when the extension is missing and POOLCORE_REQUIRE_FAST is unset; with
+POOLCORE_REQUIRE_FAST=1 a missing extension fails every test here (a silent fallback would hide
+a broken build: msgpack-python#481).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import poolcore
+from poolcore import numpy_backend
+
+HAVE_FAST = "fast" in poolcore.available_backends()
+if not HAVE_FAST and not os.environ.get("POOLCORE_REQUIRE_FAST"):
+    pytest.skip("the compiled backend is not built here", allow_module_level=True)
+if HAVE_FAST:
+    from poolcore import _fast, fast_backend
+
+pytestmark = pytest.mark.fast
+
+
+@pytest.fixture(autouse=True)
+def _require_fast():
+    if not HAVE_FAST:
+        pytest.fail(
+            "POOLCORE_REQUIRE_FAST is set but the compiled backend is missing "
+            f"(available: {poolcore.available_backends()}): the build lost poolcore._fast"
+        )
+
+
+INTS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+FLOATS = ["float16", "float32", "float64"]
+DTYPES = ["bool", *INTS, *FLOATS]
+OPS = ["max", "min", "sum", "avg", "lp"]
+RTOL = {"float16": 2e-3, "float32": 2e-6, "float64": 1e-11}
+
+
+def ops_for(dtype) -> list[str]:
+    return ["max", "min"] if np.dtype(dtype).kind == "b" else OPS
+
+
+def exact(op: str, dtype) -> bool:
+    """Where the contract asks for bit-identical results."""
+    return op in ("max", "min", "sum") or np.dtype(dtype).kind != "f"
+
+
+def check(x: np.ndarray, op: str, note: str = "", **kw) -> np.ndarray:
+    """Run ``op`` on both backends and compare; returns the fast result."""
+    ctx = (f"op={op} dtype={x.dtype} shape={x.shape} strides={x.strides} {kw} {note}").strip()
+    try:
+        ref = poolcore.pool(x, op, backend="numpy", **kw)
+    except (ValueError, TypeError) as e:
+        with pytest.raises(type(e)):
+            poolcore.pool(x, op, backend="fast", **kw)
+        return None
+    got = poolcore.pool(x, op, backend="fast", **kw)
+    assert got.dtype == ref.dtype, f"dtype {got.dtype} != {ref.dtype}: {ctx}"
+    assert got.shape == ref.shape, f"shape {got.shape} != {ref.shape}: {ctx}"
+    if exact(op, x.dtype):
+        np.testing.assert_array_equal(got, ref, err_msg=ctx, strict=True)
+        if got.dtype.kind == "f" and op == "sum":  # the sign of zeros too
+            same = np.isnan(ref) | (np.signbit(got) == np.signbit(ref))
+            assert same.all(), f"sign of zero differs: {ctx}"
+    else:
+        rtol = RTOL[x.dtype.name]
+        scale = np.nanmax(np.abs(ref[np.isfinite(ref)]), initial=0.0)
+        np.testing.assert_allclose(
+            got.astype(np.float64), ref.astype(np.float64), rtol=rtol,
+            atol=rtol * float(scale), equal_nan=True, err_msg=ctx,
+        )
+        assert np.array_equal(np.isnan(got), np.isnan(ref)), f"NaN positions differ: {ctx}"
+        fin = np.isfinite(ref)
+        assert np.array_equal(got[~fin], ref[~fin], equal_nan=True), f"inf differs: {ctx}"
+    return got
+
+
+def sample(dtype, shape, rng, special: bool = True) -> np.ndarray:
+    """Values that exercise the dtype: NaN, +-inf and signed zeros for floats, the extremes
+    for integers (max/min must keep them; 64-bit sums wrap as numpy's do)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.kind == "f":
+        x = (rng.standard_normal(shape) * 8).astype(dtype)
+        if special and x.size:
+            flat = x.reshape(-1)
+            r = rng.random(flat.size)
+            flat[r < 0.03] = np.nan
+            flat[(r >= 0.03) & (r < 0.05)] = np.inf
+            flat[(r >= 0.05) & (r < 0.07)] = -np.inf
+            flat[(r >= 0.07) & (r < 0.12)] = -0.0
+        return x
+    info = np.iinfo(dtype)
+    x = rng.integers(max(info.min, -200), min(info.max, 200), shape, endpoint=True).astype(dtype)
+    if special and x.size:
+        flat = x.reshape(-1)
+        r = rng.random(flat.size)
+        flat[r < 0.05] = info.max
+        flat[(r >= 0.05) & (r < 0.1)] = info.min
+    return x
+
+
+def op_kwargs(op: str, dtype) -> list[dict]:
+    if op != "lp":
+        return [{}]
+    if np.dtype(dtype).kind == "f":
+        return [{"p": 1.0}, {"p": 2.0}, {"p": 3.0}]
+    return [{"p": 1.0}, {"p": 2.0}]
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def test_covered_table_is_what_supports_says():
+    """The covered (op, dtype) set is data; supports() agrees with it for every pair."""
+    x = np.zeros((4, 4))
+    spec_of = {}
+    for op in [*OPS, "median"]:
+        windows = poolcore.geometry.make_windows(x.shape, (0, 1), 2, None, 0, 1, False)
+        spec_of[op] = poolcore.geometry.PoolSpec(op, (0, 1), windows)
+    for op, dtype in itertools.product([*OPS, "median"], DTYPES):
+        expected = np.dtype(dtype).char in fast_backend.COVERED.get(("pool", op), ())
+        assert fast_backend.supports("pool", spec_of[op], np.dtype(dtype)) == expected, (op, dtype)
+    assert ("pool", "max", "bool") in fast_backend.covered()
+    assert not any(op == "median" for _, op, _ in fast_backend.covered())
+
+
+def test_uncovered_calls_fall_back_to_numpy():
+    """median, adaptive pooling and lp with p = inf (or integer lp with other p) run on numpy
+    per call, even with backend="fast", and give the reference's results."""
+    rng = np.random.default_rng(0)
+    x = sample("float32", (9, 11), rng)
+    for op, kw in [("median", {}), ("lp", {"p": np.inf}), ("lp", {"p": -np.inf})]:
+        check(x, op, kernel=3, stride=2, **kw)
+    check(sample("int16", (9, 11), rng), "lp", kernel=2, p=3.0)
+    ref = poolcore.adaptive_pool(x, "avg", (3, 4), backend="numpy")
+    got = poolcore.adaptive_pool(x, "avg", (3, 4), backend="fast")
+    np.testing.assert_array_equal(got, ref)
+
+
+# --------------------------------------------------------------------------- fixed grids
+
+
+@pytest.mark.parametrize(("k", "s", "d"), list(itertools.product([1, 2, 3, 4, 5, 15, 31],
+                                                                 [1, 2, 3], [1, 2, 3])))
+def test_grid_1d(k, s, d):
+    """Every padding and both modes for one (kernel, stride, dilation), on signals whose length
+    puts windows in every position (left padding, interior, overhang)."""
+    rng = np.random.default_rng(k * 100 + s * 10 + d)
+    span = d * (k - 1) + 1
+    for p in range(0, span // 2 + 1):
+        n = max(1, span - 2 * p) + int(rng.integers(0, 2 * s + 3))
+        for dtype in ("float64", "int16", "uint8"):
+            x = sample(dtype, (3, n), rng)
+            for op, ceil, cip in itertools.product(ops_for(dtype), (False, True), (False, True)):
+                if cip and op not in ("avg", "lp"):
+                    continue
+                for extra in op_kwargs(op, dtype):
+                    check(x, op, kernel=k, stride=s, padding=p, dilation=d, ceil_mode=ceil,
+                          count_include_pad=cip, axes=1, **extra)
+
+
+@pytest.mark.parametrize("layout", ["hwc", "hw", "nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "int32"])
+def test_grid_2d_images(layout, dtype):
+    """2-D pooling of images and tensors; uint8 HWC with 2x2/3x3 stride 2 hits the fused
+    kernels, the rest the generic engine."""
+    rng = np.random.default_rng(hash((layout, dtype)) % 2**32)
+    shapes = {"hwc": ((23, 37, 3), (0, 1)), "hw": ((31, 18), (0, 1)),
+              "nchw": ((2, 3, 19, 26), (2, 3)), "nhwc": ((2, 17, 21, 4), (1, 2))}
+    shape, axes = shapes[layout]
+    x = sample(dtype, shape, rng)
+    for k, s, ceil in itertools.product([1, 2, 3, 4, 5, 15], [1, 2, 3], [False, True]):
+        for p in sorted({0, 1, k // 2}):
+            if p > k // 2:
+                continue
+            for op in ops_for(dtype):
+                for cip in ((False, True) if op == "avg" else (True,)):
+                    check(x, op, kernel=k, stride=s, padding=p, ceil_mode=ceil,
+                          count_include_pad=cip, axes=axes)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("op", ["max", "min", "avg"])
+def test_fused_uint8_kernels_match_generic(channels, op):
+    """The fused uint8 kernels (2x2 and 3x3, stride 2) equal the generic engine and numpy,
+    with and without AVX2, on sizes around the vector widths and on strided rows."""
+    rng = np.random.default_rng(channels * 7 + len(op))
+    old = _fast.config()
+    try:
+        for h, w in [(2, 2), (3, 3), (5, 33), (8, 64), (9, 65), (17, 130), (4, 200)]:
+            base = rng.integers(0, 256, (h + 2, w, channels), dtype=np.uint8)
+            for x in (base[1:-1], base[1:-1, :, :1] if channels > 1 else base[1:-1]):
+                x = x if channels > 1 else x[..., 0]
+                for k, p, ceil, cip in itertools.product((2, 3), (0, 1), (False, True),
+                                                         (False, True)):
+                    kw = dict(kernel=k, stride=2, padding=p, ceil_mode=ceil,
+                              count_include_pad=cip, axes=(0, 1))
+                    results = []
+                    for hot, avx2 in ((True, True), (True, False), (False, True)):
+                        _fast.config(hot=hot, avx2=avx2)
+                        results.append(check(x, op, note=f"hot={hot} avx2={avx2}", **kw))
+                    if results[0] is not None:
+                        for r in results[1:]:
+                            np.testing.assert_array_equal(r, results[0])
+    finally:
+        _fast.config(**{k: old[k] for k in ("hot", "avx2")})
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_volumes(op):
+    """3-D pooling (DHW, NCDHW), anisotropic parameters."""
+    rng = np.random.default_rng(3)
+    for dtype, shape, axes in [("float32", (7, 9, 11), (0, 1, 2)),
+                               ("int16", (2, 3, 6, 7, 8), (2, 3, 4)),
+                               ("float64", (5, 4, 6, 2), (0, 1, 2))]:
+        x = sample(dtype, shape, rng)
+        for k, s, p, d in [((2, 2, 2), 2, 0, 1), ((3, 1, 2), (1, 2, 1), (1, 0, 1), 1),
+                           ((2, 3, 2), 1, 0, (2, 1, 1)), ((3, 3, 3), 2, 1, 1)]:
+            for ceil in (False, True):
+                for extra in op_kwargs(op, dtype):
+                    check(x, op, kernel=k, stride=s, padding=p, dilation=d, ceil_mode=ceil,
+                          axes=axes, **extra)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_and_op(dtype):
+    rng = np.random.default_rng(len(dtype))
+    x = sample(dtype, (13, 17, 2), rng)
+    for op in ops_for(dtype):
+        for kw in ({"kernel": 3, "stride": 2, "padding": 1},
+                   {"kernel": 2, "ceil_mode": True},
+                   {"kernel": (4, 3), "stride": 1, "dilation": (1, 2)},
+                   {"kernel": 7, "stride": 1, "padding": 3, "axes": (0, 1)}):
+            for extra in op_kwargs(op, dtype):
+                check(x, op, **kw, **extra)
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def _layouts(x: np.ndarray):
+    yield "c", x
+    yield "fortran", np.asfortranarray(x)
+    yield "strided", np.repeat(np.repeat(x, 2, axis=0), 3, axis=-1)[::2, ..., ::3]
+    yield "reversed", x[::-1, ..., ::-1].copy()[::-1, ..., ::-1]
+    yield "negative", x[::-1]
+    yield "swapped", x.astype(x.dtype.newbyteorder())
+    buf = np.zeros(x.nbytes + 1, np.uint8)
+    unaligned = np.frombuffer(buf.data, x.dtype, count=x.size, offset=1).reshape(x.shape)
+    unaligned[...] = x
+    yield "unaligned", unaligned
+    yield "broadcast", np.broadcast_to(x[:1], x.shape)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "uint16", "bool"])
+def test_layouts(dtype):
+    rng = np.random.default_rng(11)
+    x = sample(dtype, (10, 12, 3), rng)
+    for name, v in _layouts(x):
+        for op in ops_for(dtype):
+            for axes in ((0, 1), (1, 0), (1, 2), (0, 2), (2,)):
+                check(v, op, note=f"layout={name}", kernel=2 if len(axes) == 1 else (3, 2),
+                      stride=(2,) * len(axes) if len(axes) > 1 else 1, axes=axes)
+
+
+def test_channels_last_nchw_view():
+    """An NHWC buffer seen as NCHW (torch's channels_last) pools in memory order."""
+    rng = np.random.default_rng(5)
+    nhwc = rng.standard_normal((2, 16, 20, 8)).astype(np.float32)
+    nchw = nhwc.transpose(0, 3, 1, 2)
+    for op in OPS:
+        got = check(nchw, op, kernel=3, stride=2, padding=1, axes=(2, 3))
+        assert got.shape == (2, 8, 8, 10)
+
+
+def test_float_sums_keep_numpy_pass_order():
+    """Float sums are rounded in the order of `axes`, as the reference does, also when that is
+    not the memory order, and across the reference's row bands (made small here)."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((40, 30, 3)) * 10 ** rng.uniform(-8, 8, (40, 30, 3)))
+    for axes in ((0, 1), (1, 0), (2, 0, 1)):
+        k = (5, 4, 1)[: len(axes)] if len(axes) == 3 else (5, 4)
+        check(x, "sum", kernel=k, stride=1, axes=axes)
+        check(x.astype(np.float32), "sum", kernel=k, stride=1, padding=1 if 1 in k else 0,
+              axes=axes)
+
+
+def test_float_sums_across_reference_bands(monkeypatch):
+    monkeypatch.setattr(numpy_backend, "BAND_BYTES", 2048)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((57, 40)) * 10 ** rng.uniform(-6, 6, (57, 40))
+    for k, s, p in [(4, 1, 2), (9, 1, 4), (5, 2, 2), (15, 1, 7), (31, 3, 15)]:
+        check(x, "sum", kernel=k, stride=s, padding=p, axes=(0, 1))
+        check(x, "avg", kernel=k, stride=s, padding=p, axes=(0, 1))
+
+
+def test_wide_groups_and_long_lines():
+    """Band mode on the last axis (many values per position) and long 1-D lines (chunked)."""
+    rng = np.random.default_rng(12)
+    wide = sample("float32", (21, 19, 40), rng)
+    line = sample("int32", (30001,), rng)
+    for op in OPS:
+        check(wide, op, kernel=(5, 7), stride=(1, 2), padding=(2, 3), axes=(0, 1))
+        check(line, op, kernel=31, stride=3, padding=5, ceil_mode=True, axes=0)
+        check(line, op, kernel=2, stride=1, axes=0)
+
+
+def test_int64_avg_without_wrapping():
+    """64-bit averages whose sums could wrap go to numpy's exact path; others stay in C."""
+    x = np.array([[2**62, 2**62, 2**62 + 3], [2**62, 5, 2**63 - 1]], np.int64)
+    check(x, "avg", kernel=2, stride=1)
+    check(x.astype(np.uint64) * 2, "avg", kernel=(1, 2), stride=1)
+    check(np.arange(24, dtype=np.int64).reshape(4, 6) - 7, "avg", kernel=3, padding=1)
+
+
+def test_empty_and_size_one_axes():
+    rng = np.random.default_rng(13)
+    for shape, axes in [((0, 5, 6), (1, 2)), ((3, 1, 6), (1, 2)), ((1, 1), (0, 1)),
+                        ((4, 5, 1), (0, 1))]:
+        x = sample("float32", shape, rng)
+        for op in OPS:
+            check(x, op, kernel=(1, 2) if shape[axes[0]] == 1 else 2, axes=axes)
+
+
+# --------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_threads_match_one_thread(op):
+    """Work split over threads (forced on small inputs) gives the single-thread result."""
+    rng = np.random.default_rng(14)
+    old_threads, old = fast_backend.get_threads(), _fast.config()
+    try:
+        for x, kw in [(sample("float32", (3, 37, 41), rng), dict(kernel=3, stride=2, padding=1)),
+                      (sample("uint8", (45, 61, 3), rng), dict(kernel=2, axes=(0, 1))),
+                      (sample("int16", (5001,), rng), dict(kernel=15, stride=1, padding=7)),
+                      (sample("float64", (33, 40), rng), dict(kernel=9, stride=1, padding=4))]:
+            fast_backend.set_threads(1)
+            one = poolcore.pool(x, op, backend="fast", **kw)
+            for n in (2, 3, 7):
+                fast_backend.set_threads(n)
+                _fast.config(min_work=1)
+                many = poolcore.pool(x, op, backend="fast", **kw)
+                _fast.config(min_work=old["min_work"])
+                np.testing.assert_array_equal(many, one, err_msg=f"{op} {x.dtype} {kw} {n}",
+                                              strict=True)
+            check(x, op, **kw)
+    finally:
+        fast_backend.set_threads(old_threads)
+        _fast.config(min_work=old["min_work"])
+
+
+def test_set_threads():
+    old = fast_backend.set_threads(3)
+    try:
+        assert fast_backend.get_threads() == 3
+        with pytest.raises(ValueError, match="threads"):
+            fast_backend.set_threads(0)
+        fast_backend.set_threads(None)
+        assert fast_backend.get_threads() >= 1
+    finally:
+        fast_backend.set_threads(old)
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+
+@st.composite
+def cases(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    op = draw(st.sampled_from(ops_for(dtype)))
+    ndim = draw(st.integers(1, 4))
+    nd = draw(st.integers(1, min(ndim, 3)))
+    axes = tuple(draw(st.permutations(range(ndim)))[:nd])
+    shape = list(draw(hnp.array_shapes(min_dims=ndim, max_dims=ndim, min_side=1, max_side=6)))
+    k, s, p, d = [], [], [], []
+    for a in axes:
+        kk = draw(st.sampled_from([1, 2, 3, 4, 5, 7, 15]))
+        dd = draw(st.integers(1, 3))
+        span = dd * (kk - 1) + 1
+        pp = draw(st.integers(0, span // 2))
+        k.append(kk), d.append(dd), p.append(pp), s.append(draw(st.integers(1, 3)))
+        shape[a] = draw(st.integers(max(1, span - 2 * pp), max(1, span - 2 * pp) + 9))
+    kw = dict(kernel=k, stride=s, padding=p, dilation=d, ceil_mode=draw(st.booleans()),
+              count_include_pad=draw(st.booleans()), axes=axes)
+    if op == "lp":
+        choices = [1.0, 2.0, 3.0, 0.5] if np.dtype(dtype).kind == "f" else [1.0, 2.0]
+        kw["p"] = draw(st.sampled_from(choices))
+    if np.dtype(dtype).kind == "f":
+        elements = st.floats(width=np.dtype(dtype).itemsize * 8, allow_subnormal=False)
+    else:
+        elements = None
+    x = draw(hnp.arrays(dtype, tuple(shape), elements=elements))
+    layout = draw(st.sampled_from(["c", "f", "reversed", "swapped"]))
+    if layout == "f":
+        x = np.asfortranarray(x)
+    elif layout == "reversed":
+        x = x[..., ::-1]
+    elif layout == "swapped":
+        x = x.astype(x.dtype.newbyteorder())
+    return x, op, kw
+
+
+@given(cases())
+def test_hypothesis_parity(case):
+    x, op, kw = case
+    check(x, op, **kw)
