@@ -79,6 +79,9 @@ enum { ST_DIRECT, ST_TREE, ST_GW, ST_LOG };
 #define PC_IADD(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b)))
 
 static inline double pc_sq(double v) { return v * v; }
+/* x**p as np.power computes it: its exponent 0.5 is a square root (so (-inf)**0.5 is NaN and
+ * (-0.0)**0.5 is -0.0, where C99's pow gives +inf and +0.0); x**2 is x*x (pc_sq). */
+static inline double pc_pow(double v, double p) { return p == 0.5 ? sqrt(v) : pow(v, p); }
 
 /* float16 <-> float32, exact (values of max/min are always representable halves). */
 static inline float pc_h2f(uint16_t h)

@@ -94,7 +94,7 @@ def instances() -> list[tuple[str, str]]:
                         "0.0", 2, 1, 0, 0, 0, "PC_FULL")))
         out.append((f"lp2_{code}", _block(f"lp2_{code}", ct, "double", f"pc_sq({dv})",
                     "((a) + (b))", "0.0", 2, 1, 0, 0, f16, "PC_FULL")))
-        out.append((f"lpp_{code}", _block(f"lpp_{code}", ct, "double", f"pow({dv}, pexp)",
+        out.append((f"lpp_{code}", _block(f"lpp_{code}", ct, "double", f"pc_pow({dv}, pexp)",
                     "((a) + (b))", "0.0", 2, 1, 0, 0, f16, "PC_FULL")))
     return out
 

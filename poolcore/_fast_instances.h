@@ -111,7 +111,7 @@
 #define SUF lpp_i1
 #define IN_T int8_t
 #define B_T double
-#define LOADX(p) (pow((double)*(const int8_t *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const int8_t *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -201,7 +201,7 @@
 #define SUF lpp_i2
 #define IN_T int16_t
 #define B_T double
-#define LOADX(p) (pow((double)*(const int16_t *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const int16_t *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -291,7 +291,7 @@
 #define SUF lpp_i4
 #define IN_T int32_t
 #define B_T double
-#define LOADX(p) (pow((double)*(const int32_t *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const int32_t *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -381,7 +381,7 @@
 #define SUF lpp_i8
 #define IN_T int64_t
 #define B_T double
-#define LOADX(p) (pow((double)*(const int64_t *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const int64_t *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -465,7 +465,7 @@
 #define SUF lpp_u1
 #define IN_T uint8_t
 #define B_T double
-#define LOADX(p) (pow((double)*(const uint8_t *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const uint8_t *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -549,7 +549,7 @@
 #define SUF lpp_u2
 #define IN_T uint16_t
 #define B_T double
-#define LOADX(p) (pow((double)*(const uint16_t *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const uint16_t *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -639,7 +639,7 @@
 #define SUF lpp_u4
 #define IN_T uint32_t
 #define B_T double
-#define LOADX(p) (pow((double)*(const uint32_t *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const uint32_t *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -729,7 +729,7 @@
 #define SUF lpp_u8
 #define IN_T uint64_t
 #define B_T double
-#define LOADX(p) (pow((double)*(const uint64_t *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const uint64_t *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -804,7 +804,7 @@
 #define SUF lpp_f2
 #define IN_T uint16_t
 #define B_T double
-#define LOADX(p) (pow((double)pc_h2f(*(const uint16_t *)(p)), pexp))
+#define LOADX(p) (pc_pow((double)pc_h2f(*(const uint16_t *)(p)), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -873,7 +873,7 @@
 #define SUF lpp_f4
 #define IN_T float
 #define B_T double
-#define LOADX(p) (pow((double)*(const float *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const float *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
@@ -942,7 +942,7 @@
 #define SUF lpp_f8
 #define IN_T double
 #define B_T double
-#define LOADX(p) (pow((double)*(const double *)(p), pexp))
+#define LOADX(p) (pc_pow((double)*(const double *)(p), pexp))
 #define OPX(a, b) ((a) + (b))
 #define IDENT (0.0)
 #define FAM 2
