@@ -66,7 +66,7 @@
 enum { DT_B, DT_I1, DT_I2, DT_I4, DT_I8, DT_U1, DT_U2, DT_U4, DT_U8, DT_F2, DT_F4, DT_F8, DT_N };
 enum { K_MAX, K_MIN, K_SUM, K_LP1, K_LP2, K_LPP, K_N };
 enum { FIN_STORE, FIN_AVG, FIN_LP };
-enum { ST_DIRECT, ST_TREE, ST_GW, ST_LOG };
+enum { ST_DIRECT, ST_TREE, ST_GW, ST_LOG, ST_ADAPT };
 
 /* ------------------------------------------------------------------ scalar helpers */
 
@@ -135,6 +135,7 @@ typedef struct {
     const Py_ssize_t (*seg)[3];         /* (o0, o1, strategy), ascending and disjoint */
     const int64_t *cnt;                 /* avg/lp divisor per output, or NULL */
     double *dcnt;                       /* the same as doubles (float results) */
+    const int64_t *ast, *aen;           /* adaptive windows [ast[o], aen[o]), or NULL */
     Py_ssize_t Lpad;                    /* padded length of the last axis in bands */
 } axis_t;
 
@@ -517,13 +518,13 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "_fast.pool: bad job");
         return NULL;
     }
-    Py_buffer sb, db, cb[PC_MAXL];
+    Py_buffer sb, db, cb[PC_MAXL * 2];
     int ncb = 0;
     PyObject *ret = NULL;
     Py_ssize_t (*segbuf)[3] = NULL, nsegs = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
         PyObject *t = PyTuple_GET_ITEM(axes, i);
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 13 || !PyTuple_Check(PyTuple_GET_ITEM(t, 11))) {
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 14 || !PyTuple_Check(PyTuple_GET_ITEM(t, 11))) {
             PyErr_SetString(PyExc_ValueError, "_fast.pool: bad axis");
             return NULL;
         }
@@ -565,7 +566,7 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
         PyObject *t = PyTuple_GET_ITEM(axes, i);
         axis_t *A = &J.ax[i];
         Py_ssize_t v[11];
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 13) {
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 14) {
             PyErr_SetString(PyExc_ValueError, "_fast.pool: bad axis");
             goto done;
         }
@@ -584,7 +585,7 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
             }
             for (int j = 0; j < 3; j++)
                 if (get_ssize(st, j, &segbuf[nsegs][j]) < 0) goto done;
-            if (segbuf[nsegs][2] < ST_DIRECT || segbuf[nsegs][2] > ST_LOG) {
+            if (segbuf[nsegs][2] < ST_DIRECT || segbuf[nsegs][2] > ST_ADAPT) {
                 PyErr_SetString(PyExc_ValueError, "_fast.pool: bad strategy");
                 goto done;
             }
@@ -593,7 +594,7 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
         PyObject *c = PyTuple_GET_ITEM(t, 12);
         A->cnt = NULL;
         if (c != Py_None) {
-            if (PyObject_GetBuffer(c, &cb[ncb], PyBUF_SIMPLE) < 0) goto done;
+            if (ncb >= PC_MAXL * 2 || PyObject_GetBuffer(c, &cb[ncb], PyBUF_SIMPLE) < 0) goto done;
             ncb++;
             if (cb[ncb - 1].len < (Py_ssize_t)(A->out * sizeof(int64_t))) {
                 PyErr_SetString(PyExc_ValueError, "_fast.pool: short counts");
@@ -606,6 +607,18 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
                 goto done;
             }
             for (Py_ssize_t o = 0; o < A->out; o++) A->dcnt[o] = (double)A->cnt[o];
+        }
+        PyObject *bo = PyTuple_GET_ITEM(t, 13);
+        A->ast = A->aen = NULL;
+        if (bo != Py_None) { /* adaptive: int64 starts then ends, out of each */
+            if (ncb >= PC_MAXL * 2 || PyObject_GetBuffer(bo, &cb[ncb], PyBUF_SIMPLE) < 0) goto done;
+            ncb++;
+            if (cb[ncb - 1].len < (Py_ssize_t)(2 * A->out * sizeof(int64_t)) || A->p != 0) {
+                PyErr_SetString(PyExc_ValueError, "_fast.pool: bad adaptive bounds");
+                goto done;
+            }
+            A->ast = (const int64_t *)cb[ncb - 1].buf;
+            A->aen = A->ast + A->out;
         }
         A->Lpad = A->n + A->p;
         Py_ssize_t reach = (A->out - 1) * A->s + A->d * (A->k - 1) + 1;

@@ -423,6 +423,27 @@ static void FN(line_log)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_
 }
 #endif
 
+/* Adaptive windows on a line: output o covers [ast[o], aen[o]) (x points at position ub). */
+static void FN(line_adapt)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I,
+                           const int64_t *ast, const int64_t *aen, Py_ssize_t o0, Py_ssize_t o1,
+                           B_T *restrict res)
+{
+    for (Py_ssize_t o = o0; o < o1; o++) {
+        const B_T *w = x + (ast[o] - ub) * I;
+        const Py_ssize_t len = aen[o] - ast[o];
+        B_T *restrict r = res + (o - o0) * I;
+        if (I == 1) {
+            B_T v = w[0];
+            for (Py_ssize_t j = 1; j < len; j++) v = OPX(v, w[j]);
+            r[0] = v;
+            continue;
+        }
+        for (Py_ssize_t c = 0; c < I; c++) r[c] = w[c];
+        for (Py_ssize_t j = 1; j < len; j++)
+            for (Py_ssize_t c = 0; c < I; c++) r[c] = OPX(r[c], w[j * I + c]);
+    }
+}
+
 /* Gather source positions [u0, u1) (padded coordinates) of a line into xb, IDENT outside. */
 static void FN(gather)(const job_t *J, const char *sp, Py_ssize_t u0, Py_ssize_t u1,
                        B_T *restrict xb)
@@ -511,6 +532,20 @@ static void FN(band_direct)(const job_t *J, tbuf_t *T, int i, const FN(input_t) 
         else if (pad) FN(addzero)(out, in->width);
 #endif
         (void)pad;
+        FN(consume)(J, T, i, o, out, dst, cpre);
+    }
+}
+
+/* Band mode, adaptive windows [ast[o], aen[o]) (never empty, never padding), taps in order as
+ * numpy_backend._adaptive_1d adds them. */
+static void FN(band_adapt)(const job_t *J, tbuf_t *T, int i, const FN(input_t) *in,
+                           char *dst, Py_ssize_t a, Py_ssize_t b, int64_t cpre)
+{
+    const axis_t *A = &J->ax[i];
+    B_T *out = (B_T *)T->lv[i].buf[0];
+    for (Py_ssize_t o = a; o < b; o++) {
+        FN(s_copy)(in, out, A->ast[o]);
+        for (Py_ssize_t t = A->ast[o] + 1; t < A->aen[o]; t++) FN(s_comb)(in, out, t);
         FN(consume)(J, T, i, o, out, dst, cpre);
     }
 }
@@ -645,12 +680,17 @@ static void FN(line_level)(const job_t *J, tbuf_t *T, int i, const char *src, co
             if (band) {
                 x = band;
                 ub = 0;
+            } else if (strat == ST_ADAPT) {
+                ub = A->ast[c0];
+                FN(gather)(J, src, ub, A->aen[c1 - 1], xb);
+                x = xb;
             } else {
                 ub = c0 * A->s;
                 FN(gather)(J, src, ub, (c1 - 1) * A->s + span, xb);
                 x = xb;
             }
-            FN(line_run)(A, strat, x, ub, c0, c1, res, t1, t2);
+            if (strat == ST_ADAPT) FN(line_adapt)(x, ub, I, A->ast, A->aen, c0, c1, res);
+            else FN(line_run)(A, strat, x, ub, c0, c1, res, t1, t2);
             const void *cn = NULL;
 #if B_INT
             if (A->cnt) cn = A->cnt + c0;
@@ -676,6 +716,7 @@ static void FN(band_range)(const job_t *J, tbuf_t *T, int i, const FN(input_t) *
         case ST_TREE: FN(band_tree)(J, T, i, in, dst, s0, s1, cpre); break;
 #endif
         case ST_GW: FN(band_gw)(J, T, i, in, dst, s0, s1, cpre); break;
+        case ST_ADAPT: FN(band_adapt)(J, T, i, in, dst, s0, s1, cpre); break;
         default: FN(band_direct)(J, T, i, in, dst, s0, s1, cpre); break;
         }
     }

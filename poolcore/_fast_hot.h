@@ -177,7 +177,7 @@ static void hot_select(job_t *J)
     else return;
     const axis_t *A0 = &J->ax[0], *A1 = &J->ax[1];
     const Py_ssize_t C = A1->G;
-    if (A0->G != 1 || !(C == 1 || C == 3 || C == 4)) return;
+    if (A0->G != 1 || !(C == 1 || C == 3 || C == 4) || A0->ast || A1->ast) return;
     if (A0->k != A1->k || (A0->k != 2 && A0->k != 3)) return;
     if (A0->s != 2 || A1->s != 2 || A0->d != 1 || A1->d != 1) return;
     if (A1->s_sG != 1 || A1->s_sn != C || A1->d_sG != 1 || A1->d_sn != C) return;

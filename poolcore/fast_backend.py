@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 # ImportError here means the extension was not built: backends.py then offers numpy only
 from . import _fast, numpy_backend
-from .geometry import AdaptiveSpec, PoolSpec, Window
+from .geometry import AdaptiveSpec, PoolSpec, Window, adaptive_bounds
 
 # --------------------------------------------------------------------------- coverage
 
@@ -46,12 +47,16 @@ COVERED: dict[tuple[str, str], frozenset[str]] = {
     # integer lp must be bit-identical: only p = 1 and 2, where x**p is exact; floats any
     # finite p (see supports)
     ("pool", "lp"): _INTS | _FLOATS,
+    ("adaptive_pool", "max"): _INTS | _FLOATS | {"?"},
+    ("adaptive_pool", "min"): _INTS | _FLOATS | {"?"},
+    ("adaptive_pool", "sum"): _INTS | _FLOATS,
+    ("adaptive_pool", "avg"): _INTS | _FLOATS,
 }
 
 _KIND = {"max": 0, "min": 1, "sum": 2, "avg": 2}
 _K_LP1, _K_LP2, _K_LPP = 3, 4, 5
 _FIN_STORE, _FIN_AVG, _FIN_LP = 0, 1, 2
-_ST_DIRECT, _ST_TREE, _ST_GW, _ST_LOG = 0, 1, 2, 3
+_ST_DIRECT, _ST_TREE, _ST_GW, _ST_LOG, _ST_ADAPT = 0, 1, 2, 3, 4
 
 # long windows switch to van Herk / Gil-Werman from this many taps (direct costs k per output)
 _GW_MIN_TAPS = 6
@@ -64,8 +69,6 @@ _LINE_MAX_INNER = 16
 def supports(kind: str, spec, dtype: np.dtype) -> bool:
     """Whether the compiled kernels run this call (else numpy does, per call)."""
     dtype = np.dtype(dtype)
-    if kind != "pool" or not isinstance(spec, PoolSpec):
-        return False
     chars = COVERED.get((kind, spec.op))
     if chars is None or dtype.char not in chars or not dtype.isnative:
         return False
@@ -256,54 +259,96 @@ def _canonical(shape, strides, order, axes_set):
     return pooled, merged
 
 
+@dataclass(frozen=True)
+class _AdaptiveAxis:
+    """An adaptive axis in the shape of a Window for the engine: windows [starts, ends); k, s
+    only size the engine's buffers (k covers the longest window, s the mean step)."""
+
+    n: int
+    out: int
+    bounds: np.ndarray  # int64 (2, out): starts then ends
+
+    @property
+    def k(self) -> int:
+        return int((self.bounds[1] - self.bounds[0]).max()) + 1
+
+    @property
+    def s(self) -> int:
+        return max(1, -(-self.n // self.out))
+
+    p = 0
+    d = 1
+
+    def counts(self, count_include_pad: bool = True) -> np.ndarray:
+        return self.bounds[1] - self.bounds[0]
+
+
+def _wraps(x: np.ndarray, op: str, volume: int) -> bool:
+    """Whether a 64-bit integer average could wrap its sum: numpy then takes its exact path
+    (numpy_backend.exact_accumulator), and so does this backend, by calling it."""
+    dtype = x.dtype
+    if op != "avg" or dtype.kind not in "iu" or dtype.itemsize != 8:
+        return False
+    acc = numpy_backend.accumulator(dtype, volume)
+    return numpy_backend.exact_accumulator(x, acc, volume) != acc
+
+
 def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
     """N-D pooling of a validated call, as :func:`poolcore.numpy_backend.pool`."""
-    op, dtype = spec.op, x.dtype
-    if x.size == 0:
+    if x.size == 0 or _wraps(x, spec.op, int(np.prod([w.k for w in spec.windows]))):
         return numpy_backend.pool(x, spec)
-    if op == "avg" and dtype.kind in "iu" and dtype.itemsize == 8:
-        volume = int(np.prod([w.k for w in spec.windows]))
-        acc = numpy_backend.accumulator(dtype, volume)
-        if numpy_backend.exact_accumulator(x, acc, volume) != acc:
-            # sums that could wrap 64 bits: numpy's exact (Python int) path
-            return numpy_backend.pool(x, spec)
+    return _run(x, spec.op, spec.axes, spec.windows, spec.out_shape(x.shape),
+                spec.count_include_pad, float(spec.p), adaptive=False)
+
+
+def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
+    """Adaptive pooling of a validated call, as :func:`poolcore.numpy_backend.adaptive_pool`:
+    windows [floor(i*n/out), ceil((i+1)*n/out)), taps summed in order."""
+    out_shape = spec.out_shape(x.shape)
+    volume = int(np.prod([x.shape[a] for a in spec.axes]))
+    if x.size == 0 or 0 in out_shape or _wraps(x, spec.op, volume):
+        return numpy_backend.adaptive_pool(x, spec)
+    windows = []
+    for a, o in zip(spec.axes, spec.sizes):
+        starts, ends = adaptive_bounds(x.shape[a], o)
+        windows.append(_AdaptiveAxis(x.shape[a], o, np.ascontiguousarray(
+            np.stack([starts, ends]), dtype=np.int64)))
+    return _run(x, spec.op, spec.axes, windows, out_shape, True, 2.0, adaptive=True)
+
+
+def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.ndarray:
+    """Canonicalise, choose strategies, run the kernel, finish as numpy_backend does."""
+    dtype = x.dtype
     if not x.flags.aligned:
         x = x.copy()
-    # sums in double (float sum/avg, every lp) follow numpy's pass order and tap order
+    # sums in double (float sum/avg, every lp) follow numpy's pass order and tap order;
+    # max, min and integer sums do not depend on it, so they run in memory order
     exact = op == "lp" or (_is_float(dtype) and op in ("sum", "avg"))
-    # float sums are rounded in numpy's pass order; everything else does not depend on it
-    order = _order(x, spec.axes, fixed=exact)
-    canon = _canonical(x.shape, x.strides, order, set(spec.axes))
-    if canon is None:
+    order = _order(x, axes, fixed=exact)
+    canon = _canonical(x.shape, x.strides, order, set(axes))
+    if canon is None:  # groups that do not merge into one strided dim (rare): copy once
         x = np.ascontiguousarray(x)
-        order = _order(x, spec.axes, fixed=exact)
-        canon = _canonical(x.shape, x.strides, order, set(spec.axes))
+        order = _order(x, axes, fixed=exact)
+        canon = _canonical(x.shape, x.strides, order, set(axes))
     pooled, merged = canon
-    win = dict(zip(spec.axes, spec.windows))
+    win = dict(zip(axes, windows))
 
+    # the output is laid out in the order of the canonical view (the input's memory order)
     kdtype = _kernel_dtype(op, dtype)
-    out_shape = spec.out_shape(x.shape)
     rest = [a for a in range(x.ndim) if a not in order]
     full = order + rest
     dst = np.empty([out_shape[a] for a in full], kdtype)
     dpos = {a: i for i, a in enumerate(full)}
-    dshape, dstrides = dst.shape, dst.strides
-    dst_groups = [[]]
+    dst_groups: list[list[tuple[int, int]]] = [[]]
     for a in order:
         if a in win:
             dst_groups.append([])
         else:
-            dst_groups[-1].append((dshape[dpos[a]], dstrides[dpos[a]]))
+            dst_groups[-1].append((dst.shape[dpos[a]], dst.strides[dpos[a]]))
     dmerged = [_merge(g) for g in dst_groups]
 
-    if op in ("max", "min", "sum"):
-        fin = _FIN_STORE
-    elif op == "avg":
-        fin = _FIN_AVG
-    else:
-        fin = _FIN_LP
+    fin = {"avg": _FIN_AVG, "lp": _FIN_LP}.get(op, _FIN_STORE)
     if op == "lp":
-        p = float(spec.p)
         if p == 2.0:
             kind = _K_LP2
         elif p == 1.0:
@@ -313,12 +358,10 @@ def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
         acc_size = 8
     else:
         kind = _KIND[op]
-        acc_size = 8 if op in ("sum", "avg") else (4 if dtype.itemsize == 2 and
-                                                     dtype.kind == "f" else dtype.itemsize)
+        acc_size = 8 if op in ("sum", "avg") else (4 if dtype.char == "e" else dtype.itemsize)
 
     m = len(pooled)
-    inner = merged[-1][0]
-    line = inner <= _LINE_MAX_INNER
+    line = merged[-1][0] <= _LINE_MAX_INNER
     # float avg and float lp may use van Herk for long windows (rounding-level differences);
     # float sums and integer lp never (their results must be bit-identical)
     exact_level = 0
@@ -328,40 +371,37 @@ def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
     for i, a in enumerate(pooled):
         w = win[a]
         g_size, g_stride = merged[i + 1]
-        dg_size, dg_stride = dmerged[i + 1]
-        below = int(np.prod([merged[j + 1][0] for j in range(i, m)], dtype=np.int64))
-        below *= int(np.prod([x.shape[b] for b in pooled[i + 1:]], dtype=np.int64))
-        band_bytes = below * acc_size
-        is_line = line and i == m - 1
-        rows = _numpy_band_rows(x, a, 8) if exact and a == spec.axes[0] else None
-        segs = _segments(w, exact_level, is_line, band_bytes, rows, op in ("max", "min"))
+        dg_stride = dmerged[i + 1][1]
+        if adaptive:
+            segs = ((0, w.out, _ST_ADAPT),)
+            bounds = w.bounds
+        else:
+            band = int(np.prod([merged[j + 1][0] for j in range(i, m)], dtype=np.int64))
+            band *= int(np.prod([x.shape[b] for b in pooled[i + 1:]], dtype=np.int64))
+            rows = _numpy_band_rows(x, a, 8) if exact and a == axes[0] else None
+            segs = _segments(w, exact_level, line and i == m - 1, band * acc_size, rows,
+                             op in ("max", "min"))
+            bounds = None
         counts = None
         if fin != _FIN_STORE:
-            counts = np.ascontiguousarray(w.counts(spec.count_include_pad), dtype=np.int64)
+            counts = np.ascontiguousarray(w.counts(count_include_pad), dtype=np.int64)
         axes_t.append((
             w.n, w.k, w.s, w.p, w.d, w.out, g_size,
-            x.strides[a], g_stride, dst.strides[dpos[a]], dg_stride, segs, counts,
+            x.strides[a], g_stride, dst.strides[dpos[a]], dg_stride, segs, counts, bounds,
         ))
-    volume = float(np.prod([w.k for w in spec.windows]))
-    o_size, o_stride = merged[0]
-    do_stride = dmerged[0][1]
+    volume = float(np.prod([w.k for w in windows])) if not adaptive else 1.0
     _fast.pool(
-        x, dst, kind, fin, float(spec.p), volume, _threads,
-        o_size, o_stride, do_stride, tuple(axes_t), line,
+        x, dst, kind, fin, p, volume, _threads,
+        merged[0][0], merged[0][1], dmerged[0][1], tuple(axes_t), line,
     )
     res = dst.transpose(np.argsort(full))
     # NaN, inf and saturation are the contract's IEEE results, not warnings (as numpy_backend)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if op == "lp":
-            res = np.power(res, 1.0 / float(spec.p), out=res)
+            res = np.power(res, 1.0 / p, out=res)
             if dtype.kind in "iu":
                 return numpy_backend.float_to_int(res, dtype)
             return res.astype(dtype, copy=False)
         if res.dtype != dtype and dtype.kind == "f":
             return res.astype(dtype)  # float16 sums and averages: one rounding, as numpy
     return res
-
-
-def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
-    """Adaptive pooling runs on numpy (``supports`` says so); kept for the backend interface."""
-    return numpy_backend.adaptive_pool(x, spec)

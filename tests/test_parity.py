@@ -88,6 +88,17 @@ def check(x: np.ndarray, op: str, note: str = "", **kw) -> np.ndarray:
     return got
 
 
+def check_adaptive(x: np.ndarray, op: str, output_size, note: str = "", **kw) -> np.ndarray:
+    """adaptive_pool on both backends: bit-identical (taps are summed in numpy's order)."""
+    ctx = f"adaptive op={op} dtype={x.dtype} shape={x.shape} strides={x.strides} " \
+          f"output_size={output_size} {kw} {note}"
+    ref = poolcore.adaptive_pool(x, op, output_size, backend="numpy", **kw)
+    got = poolcore.adaptive_pool(x, op, output_size, backend="fast", **kw)
+    assert got.dtype == ref.dtype and got.shape == ref.shape, ctx
+    np.testing.assert_array_equal(got, ref, err_msg=ctx, strict=True)
+    return got
+
+
 def sample(dtype, shape, rng, special: bool = True) -> np.ndarray:
     """Values that exercise the dtype: NaN, +-inf and signed zeros for floats, the extremes
     for integers (max/min must keep them; 64-bit sums wrap as numpy's do)."""
@@ -128,28 +139,29 @@ def op_kwargs(op: str, dtype) -> list[dict]:
 def test_covered_table_is_what_supports_says():
     """The covered (op, dtype) set is data; supports() agrees with it for every pair."""
     x = np.zeros((4, 4))
-    spec_of = {}
-    for op in [*OPS, "median"]:
-        windows = poolcore.geometry.make_windows(x.shape, (0, 1), 2, None, 0, 1, False)
-        spec_of[op] = poolcore.geometry.PoolSpec(op, (0, 1), windows)
+    windows = poolcore.geometry.make_windows(x.shape, (0, 1), 2, None, 0, 1, False)
     for op, dtype in itertools.product([*OPS, "median"], DTYPES):
+        spec = poolcore.geometry.PoolSpec(op, (0, 1), windows)
         expected = np.dtype(dtype).char in fast_backend.COVERED.get(("pool", op), ())
-        assert fast_backend.supports("pool", spec_of[op], np.dtype(dtype)) == expected, (op, dtype)
+        assert fast_backend.supports("pool", spec, np.dtype(dtype)) == expected, (op, dtype)
+    for op, dtype in itertools.product(["max", "min", "sum", "avg", "median"], DTYPES):
+        spec = poolcore.geometry.AdaptiveSpec(op, (0, 1), (2, 3))
+        expected = np.dtype(dtype).char in fast_backend.COVERED.get(("adaptive_pool", op), ())
+        assert fast_backend.supports("adaptive_pool", spec, np.dtype(dtype)) == expected
     assert ("pool", "max", "bool") in fast_backend.covered()
+    assert ("adaptive_pool", "avg", "uint8") in fast_backend.covered()
     assert not any(op == "median" for _, op, _ in fast_backend.covered())
 
 
 def test_uncovered_calls_fall_back_to_numpy():
-    """median, adaptive pooling and lp with p = inf (or integer lp with other p) run on numpy
-    per call, even with backend="fast", and give the reference's results."""
+    """median (plain and adaptive) and lp with p = inf (or integer lp with other p) run on
+    numpy per call, even with backend="fast", and give the reference's results."""
     rng = np.random.default_rng(0)
     x = sample("float32", (9, 11), rng)
     for op, kw in [("median", {}), ("lp", {"p": np.inf}), ("lp", {"p": -np.inf})]:
         check(x, op, kernel=3, stride=2, **kw)
     check(sample("int16", (9, 11), rng), "lp", kernel=2, p=3.0)
-    ref = poolcore.adaptive_pool(x, "avg", (3, 4), backend="numpy")
-    got = poolcore.adaptive_pool(x, "avg", (3, 4), backend="fast")
-    np.testing.assert_array_equal(got, ref)
+    check_adaptive(x, "median", (3, 4))
 
 
 # --------------------------------------------------------------------------- fixed grids
@@ -248,6 +260,23 @@ def test_every_dtype_and_op(dtype):
                    {"kernel": 7, "stride": 1, "padding": 3, "axes": (0, 1)}):
             for extra in op_kwargs(op, dtype):
                 check(x, op, **kw, **extra)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adaptive(dtype):
+    """Adaptive windows (overlapping, repeated when growing), every dtype, 1-D to 3-D."""
+    rng = np.random.default_rng(21 + len(dtype))
+    for shape, axes, sizes in [((10,), (0,), [4, 1, 10, 13, 3]),
+                               ((17, 23, 3), (0, 1), [(4, 5), (17, None), (1, 1), (40, 7)]),
+                               ((2, 3, 9, 11), (2, 3), [(3, 3), (9, 2), (5, 22)]),
+                               ((7, 6, 9), (0, 1, 2), [(2, 3, 4), (7, 1, 9)]),
+                               ((9, 70), (1,), [7, 64, 71])]:
+        x = sample(dtype, shape, rng)
+        for op in (["max", "min"] if dtype == "bool" else ["max", "min", "sum", "avg"]):
+            for size in sizes:
+                check_adaptive(x, op, size, axes=axes)
+                check_adaptive(np.asfortranarray(x), op, size, note="fortran", axes=axes)
+    check_adaptive(sample(dtype, (5, 6), rng), "max", (0, 3))  # an empty output axis
 
 
 # --------------------------------------------------------------------------- layouts
@@ -420,3 +449,13 @@ def cases(draw):
 def test_hypothesis_parity(case):
     x, op, kw = case
     check(x, op, **kw)
+
+
+@given(cases(), st.data())
+def test_hypothesis_adaptive_parity(case, data):
+    x, op, kw = case
+    if op == "lp":
+        op = "avg"
+    sizes = tuple(data.draw(st.one_of(st.none(), st.integers(0, 2 * x.shape[a] + 1)))
+                  for a in kw["axes"])
+    check_adaptive(x, op, sizes, axes=kw["axes"])
