@@ -6,11 +6,12 @@ from typing_extensions import Buffer
 MAX_AXES: int
 
 # One pooled axis: n, k, s, p, d, out, G (group after the axis), source byte strides of the
-# axis and of G, output byte strides of the axis and of G, segments ((o0, o1, strategy), ...)
-# and the avg/lp divisor per output (an int64 buffer) or None.
+# axis and of G, output byte strides of the axis and of G, segments ((o0, o1, strategy), ...),
+# the avg/lp divisor per output (an int64 buffer) or None, and for adaptive pooling the
+# window starts then ends (an int64 buffer of 2 * out) or None.
 _Axis = tuple[
     int, int, int, int, int, int, int, int, int, int, int,
-    tuple[tuple[int, int, int], ...], Buffer | None,
+    tuple[tuple[int, int, int], ...], Buffer | None, Buffer | None,
 ]
 
 def pool(
