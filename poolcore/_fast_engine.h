@@ -285,12 +285,35 @@ static void FN(line_tree)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py
 {
     const Py_ssize_t count = o1 - o0;
     Py_ssize_t len = (count - 1) * s + d * (k - 1) + 1;
-    memcpy(lev, x + (o0 * s - ub) * I, (size_t)(len * I) * sizeof(B_T));
+    const B_T *cur = x + (o0 * s - ub) * I; /* level 0 is the line itself: no copy */
     Py_ssize_t off = 0, width = 1;
     int first = 1;
+    if (I == 1 && s == 1) {
+        /* one pass per level: take this level's part (if k has the bit) and build the next
+         * level in the same loop; the same additions in the same order as below */
+        for (;;) {
+            const int take = (k & width) != 0, more = width * 2 <= k;
+            const Py_ssize_t shift = width * d, m = more ? len - shift : 0;
+            const B_T *pt = cur + off * d;
+            Py_ssize_t v = 0;
+            if (take && first) {
+                for (; v < m && v < count; v++) { res[v] = pt[v]; lev[v] = cur[v] + cur[v + shift]; }
+                for (Py_ssize_t o = v; o < count; o++) res[o] = pt[o];
+            } else if (take) {
+                for (; v < m && v < count; v++) { res[v] = res[v] + pt[v]; lev[v] = cur[v] + cur[v + shift]; }
+                for (Py_ssize_t o = v; o < count; o++) res[o] = res[o] + pt[o];
+            }
+            for (; v < m; v++) lev[v] = cur[v] + cur[v + shift];
+            if (take) { first = 0; off += width; }
+            if (!more) return;
+            cur = lev;
+            len -= shift;
+            width *= 2;
+        }
+    }
     for (;;) {
         if (k & width) {
-            const B_T *pt0 = lev + off * d * I;
+            const B_T *pt0 = cur + off * d * I;
             if (I == 1 && s == 1) {
                 if (first) memcpy(res, pt0, (size_t)count * sizeof(B_T));
                 else for (Py_ssize_t o = 0; o < count; o++) res[o] = res[o] + pt0[o];
@@ -311,9 +334,10 @@ static void FN(line_tree)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py
             off += width;
         }
         if (width * 2 > k) break;
-        Py_ssize_t shift = width * d;
-        Py_ssize_t m = (len - shift) * I, sh = shift * I;
-        for (Py_ssize_t v = 0; v < m; v++) lev[v] = lev[v] + lev[v + sh];
+        const Py_ssize_t shift = width * d;
+        const Py_ssize_t m = (len - shift) * I, sh = shift * I;
+        for (Py_ssize_t v = 0; v < m; v++) lev[v] = cur[v] + cur[v + sh];
+        cur = lev;
         len -= shift;
         width *= 2;
     }
@@ -392,7 +416,7 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
 /* max / min are idempotent, so a window of k taps is op of two overlapping windows of
  * a = 2^floor(log2 k) taps, and those come from log2(a) doubling passes over the line, each
  * a flat vectorisable loop: floor(log2 k) + 1 passes in cache, no serial chain (van Herk's
- * prefix scans are serial along a line of single values). Used for lines, up to k = 64. */
+ * prefix scans are serial along a line of single values: 4-6x slower for k = 7..63). */
 static void FN(line_log)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_ssize_t k,
                          Py_ssize_t s, Py_ssize_t d, Py_ssize_t o0, Py_ssize_t o1,
                          B_T *restrict res, B_T *restrict lev)
