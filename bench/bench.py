@@ -68,6 +68,12 @@ PIL = _optional("PIL")
 HAS_FAST = "fast" in poolcore.available_backends()
 BEST = "fast" if HAS_FAST else "numpy"  # the poolcore backend the ratios are taken against
 
+# Child processes run in a neutral directory: `python -c` puts the current directory first on
+# sys.path, and from a checkout that would import the source tree's poolcore (without its
+# compiled extension) instead of the installed one.
+NEUTRAL_CWD = tempfile.gettempdir()
+
+
 # Row labels the targets refer to.
 COPY = "np.copyto of the input (floor)"
 TORCH_CL = "torch max_pool2d channels_last"
@@ -732,7 +738,7 @@ def poolimg_exe() -> list[str] | None:
     if not Path(exe).exists():
         return None
     try:
-        r = subprocess.run([exe, "--version"], capture_output=True, timeout=60)
+        r = subprocess.run([exe, "--version"], capture_output=True, timeout=60, cwd=NEUTRAL_CWD)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return [exe] if r.returncode == 0 else None
@@ -762,7 +768,7 @@ def poolimg_batch_cmd(
 
 def timed_run(cmd: list[str], env=None) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=NEUTRAL_CWD)
     return time.perf_counter() - t0, r
 
 
@@ -883,7 +889,9 @@ def run_startup(quick: bool, log) -> tuple[list[dict], list[str]]:
                 times[label].append(dt)
         version = None
         if exe:
-            version = subprocess.run([*exe, "--version"], capture_output=True, text=True).stdout
+            version = subprocess.run(
+                [*exe, "--version"], capture_output=True, text=True, cwd=NEUTRAL_CWD
+            ).stdout
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results = [
@@ -979,9 +987,11 @@ def run_memory(quick: bool, log) -> tuple[list[dict], list[str]]:
             capture_output=True,
             text=True,
             env=env,
+            cwd=NEUTRAL_CWD,
         )
         if r.returncode != 0:
-            results.append({"label": label, "error": r.stderr.strip()[-300:]})
+            last = (r.stderr.strip().splitlines() or ["?"])[-1]
+            results.append({"label": label, "error": last[-300:]})
             continue
         d = json.loads(r.stdout.strip().splitlines()[-1])
         d["label"] = label
