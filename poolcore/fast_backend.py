@@ -11,8 +11,10 @@ computes:
   the pooled axes ``n_i`` and the other axes merged into the groups between them, in memory
   order when the op allows it (so a channels-last NCHW array pools as fast as NHWC);
 - per axis, the strategy: numpy's own tap order (direct, or its doubling tree) where the
-  result must be bit-identical to numpy's float sums, van Herk / Gil-Werman (O(1) per element)
-  for long windows elsewhere;
+  result must be bit-identical to numpy's float sums; elsewhere direct taps for short windows
+  and, for long ones, van Herk / Gil-Werman (O(1) per element) on bands of many values, and
+  for max/min on lines of single values log2(k) vectorised doubling passes, which measured
+  4-6x faster there than van Herk's serial prefix scans;
 - the dtype rules of the contract, shared with :mod:`poolcore.numpy_backend`.
 
 Results equal numpy_backend's: bit for bit for max, min, sum and every integer result; float
@@ -37,8 +39,9 @@ from .geometry import AdaptiveSpec, PoolSpec, Window, adaptive_bounds
 _INTS = frozenset("bBhHiIlLqQ")
 _FLOATS = frozenset("efd")
 
-#: (kind, op) -> dtype kinds/chars the compiled kernels cover; everything else runs on numpy.
-#: Keys of the inner sets are numpy dtype ``char`` codes ('?' bool, 'b'..'Q' ints, 'e' 'f' 'd').
+#: (kind, op) -> dtypes the compiled kernels cover, as numpy ``dtype.char`` codes ('?' bool,
+#: 'bBhHiIlLqQ' integers, 'efd' floats); everything else (median, lp with p = +-inf, integer
+#: lp with p other than 1 and 2) runs on numpy, per call.
 COVERED: dict[tuple[str, str], frozenset[str]] = {
     ("pool", "max"): _INTS | _FLOATS | {"?"},
     ("pool", "min"): _INTS | _FLOATS | {"?"},
@@ -86,11 +89,8 @@ def supports(kind: str, spec, dtype: np.dtype) -> bool:
 
 def covered() -> list[tuple[str, str, str]]:
     """Every covered (kind, op, dtype name), for tests and docs."""
-    out = []
-    for (kind, op), chars in sorted(COVERED.items()):
-        for c in sorted(chars):
-            out.append((kind, op, np.dtype(c).name))
-    return out
+    return sorted({(kind, op, np.dtype(c).name) for (kind, op), chars in COVERED.items()
+                   for c in chars})
 
 
 # --------------------------------------------------------------------------- threads
