@@ -23,15 +23,20 @@
  *              sums are bit-identical to the reference: O(log k);
  *   ST_GW      van Herk / Gil-Werman (van Herk 1992; Gil & Werman 1993): block prefix and
  *              suffix reductions, O(1) per element whatever k. For sums the partial sums run
- *              over at most k terms, so there is no running-sum drift.
- * Fused kernels ("hot") handle the interior rows of the hottest 2-D cases in one go: uint8
+ *              over at most k terms, so there is no running-sum drift;
+ *   ST_LOG     max/min on lines: log2(k) doubling passes with overlapping halves (max and min
+ *              are idempotent), flat vectorised loops where van Herk's scans are serial;
+ *   ST_ADAPT   adaptive windows [start, end) per output, taps in order.
+ * Fused kernels (_fast_hot.h) handle the interior rows of the hottest case in one go: uint8
  * HWC images (C = 1, 3, 4) with 2x2/s2 and 3x3/s2 windows (max, min, avg with exact integer
- * rounding, sum) and float32 planes with 3x3/s2 (max, min). Large jobs are split over threads
+ * rounding). float32 NCHW 3x3/s2 max runs on the generic engine (band of 3 rows, then a
+ * 3-tap line), already several times faster than torch. Large jobs are split over threads
  * (pthreads) along (outer index, output rows of the first pooled axis).
  *
  * Dtype variants: _fast_engine.h is a template included once per (op, dtype) from
- * _fast_instances.h (written by _fast_gen.py); everything is compiled twice, for the
- * baseline ISA and for AVX2+FMA, chosen at run time by __builtin_cpu_supports.
+ * _fast_instances.h (written by _fast_gen.py), compiled for the baseline ISA; the dtypes of
+ * _fast_gen.AVX2_TYPES (uint8, uint16, float32, float64) are compiled again for AVX2+FMA,
+ * chosen at run time by __builtin_cpu_supports (no -march: a wheel runs on any x86-64).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
