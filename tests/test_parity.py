@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -191,7 +192,7 @@ def test_grid_1d(k, s, d):
 def test_grid_2d_images(layout, dtype):
     """2-D pooling of images and tensors; uint8 HWC with 2x2/3x3 stride 2 hits the fused
     kernels, the rest the generic engine."""
-    rng = np.random.default_rng(hash((layout, dtype)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{layout}{dtype}".encode()))
     shapes = {"hwc": ((23, 37, 3), (0, 1)), "hw": ((31, 18), (0, 1)),
               "nchw": ((2, 3, 19, 26), (2, 3)), "nhwc": ((2, 17, 21, 4), (1, 2))}
     shape, axes = shapes[layout]
