@@ -668,7 +668,7 @@ def _shape(x: np.ndarray) -> str:
 
 # --------------------------------------------------------------- case 5: JPEG batch, case 6
 
-PHOTO_VERSION = 1
+PHOTO_VERSION = 2
 
 
 def make_jpegs(n: int, size: tuple[int, int], quality: int, log) -> Path:
@@ -678,7 +678,7 @@ def make_jpegs(n: int, size: tuple[int, int], quality: int, log) -> Path:
         Path(tempfile.gettempdir())
         / f"poolcore-bench-jpegs-v{PHOTO_VERSION}-{n}-{w}x{h}-q{quality}"
     )
-    done = root / ".complete"
+    done = root.with_name(root.name + ".complete")  # beside the dir: the inputs are JPEGs only
     if done.exists():
         return root
     need(Image, "Pillow")
@@ -800,7 +800,7 @@ def run_batch(repeats: int, quick: bool, log) -> tuple[list[dict], list[str]]:
     n, size, quality = (4, (96, 72), 90) if quick else (200, (1000, 750), 90)
     src = make_jpegs(n, size, quality, log)
     results: list[dict] = []
-    reps = 1 if quick else max(1, min(repeats, 3))
+    reps = 1 if quick else max(1, min(repeats, 5))  # each repeat runs 4 batches
     work = Path(tempfile.mkdtemp(prefix="poolcore-bench-"))
     try:
         for workers in (1, 2):
