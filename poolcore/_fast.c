@@ -272,11 +272,17 @@ static double pc_min_work = 5e5; /* elements of work per thread before threads a
 
 /* ------------------------------------------------------------------ driver */
 
+/* Work is handed out in chunks of units from a shared counter, so a thread whose core is
+ * busy with something else simply takes fewer chunks (a static split would wait for it). */
+typedef struct {
+    Py_ssize_t units, chunk, nchunks;
+    Py_ssize_t next; /* atomic */
+} sched_t;
+
 typedef struct {
     const job_t *J;
     const inst_t *inst;
-    Py_ssize_t u0, u1; /* units: flattened (outer, output of axis 0) */
-    size_t arena_bytes;
+    sched_t *S;
     int failed;
 #if PC_THREADS
     pthread_t th;
@@ -367,12 +373,22 @@ static void *worker_main(void *arg)
     T.hot_tmp = carve(&p, hot_scratch_bytes(J));
     w->inst->init(J, &T);
     const Py_ssize_t out0 = J->ax[0].out;
-    for (Py_ssize_t u = w->u0; u < w->u1;) {
-        Py_ssize_t outer = u / out0, a = u % out0;
-        Py_ssize_t b = a + (w->u1 - u);
-        if (b > out0) b = out0;
-        w->inst->run(J, &T, outer, a, b);
-        u += b - a;
+    sched_t *S = w->S;
+    for (;;) {
+#if PC_THREADS && (defined(__GNUC__) || defined(__clang__))
+        Py_ssize_t c = __atomic_fetch_add(&S->next, 1, __ATOMIC_RELAXED);
+#else
+        Py_ssize_t c = S->next++;
+#endif
+        if (c >= S->nchunks) break;
+        Py_ssize_t u = c * S->chunk, u1 = u + S->chunk < S->units ? u + S->chunk : S->units;
+        while (u < u1) {
+            Py_ssize_t outer = u / out0, a = u % out0;
+            Py_ssize_t b = a + (u1 - u);
+            if (b > out0) b = out0;
+            w->inst->run(J, &T, outer, a, b);
+            u += b - a;
+        }
     }
     free(arena);
     return NULL;
@@ -391,11 +407,17 @@ static int run_job(const job_t *J, const inst_t *inst, int nthreads, double work
     if (nthreads < 1) nthreads = 1;
     worker_t ws[256];
     int failed = 0;
+    sched_t S;
+    S.units = units;
+    /* about 8 chunks per thread, each still a sizeable piece of work */
+    S.chunk = nthreads > 1 ? units / (8 * (Py_ssize_t)nthreads) : units;
+    if (S.chunk < 1) S.chunk = 1;
+    S.nchunks = (units + S.chunk - 1) / S.chunk;
+    S.next = 0;
     for (int t = 0; t < nthreads; t++) {
         ws[t].J = J;
         ws[t].inst = inst;
-        ws[t].u0 = units * t / nthreads;
-        ws[t].u1 = units * (t + 1) / nthreads;
+        ws[t].S = &S;
         ws[t].failed = 0;
     }
 #if PC_THREADS
