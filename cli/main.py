@@ -345,13 +345,14 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
     received = []
 
     def interrupt(signum, frame):
+        # Only note it: an exception raised from a signal handler can land inside the worker
+        # pool's locks and deadlock its shutdown. The loop below stops at the next record.
         received.append(signum)
-        raise KeyboardInterrupt
 
     show = not (quiet or no_progress) and sys.stderr.isatty()
     records = _Records()
     start = time.perf_counter()
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with tqdm(total=len(plan), disable=not show, file=sys.stderr, unit="file",
                   dynamic_ncols=True, leave=False) as bar, \
@@ -361,14 +362,19 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
                 bar.update()
                 if show and rec.status == "failed":
                     bar.write(f"failed: {rec.input}: {rec.error}", file=sys.stderr)
-    except KeyboardInterrupt:
+                if received:
+                    break  # closing the stream lets the files in flight finish whole
+    except KeyboardInterrupt:  # raised before our handler was in place, or by a library call
+        received.append(signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
         done = sum(r.status == "ok" for r in records)
         click.echo(f"\npoolimg: interrupted after {done} of {len(plan)} files (and the files in "
                    "flight, finished whole); no partial file is left; no report written",
                    err=True)
-        ctx.exit(128 + (received[0] if received else signal.SIGINT))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        ctx.exit(128 + received[0])
     records.wall_s = time.perf_counter() - start
     return records
 

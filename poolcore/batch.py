@@ -472,13 +472,17 @@ def _init_worker(pipeline, options: BatchOptions) -> None:
 
 
 def _work(task: Task) -> Record:
-    _worker["busy"] = True
+    # _Terminated is caught around the whole body: raised anywhere here (even in the finally),
+    # it must end the process, never reach the pool's worker loop, which would catch it and
+    # keep a worker the pool has given up on waiting for work forever.
     try:
-        return process(task, _worker["pipeline"], _worker["options"])
+        _worker["busy"] = True
+        try:
+            return process(task, _worker["pipeline"], _worker["options"])
+        finally:
+            _worker["busy"] = False  # from here a SIGTERM exits at once (_on_sigterm)
     except _Terminated:
         os._exit(128 + signal.SIGTERM)  # the temporary file is gone: io.write cleaned up
-    finally:
-        _worker["busy"] = False
 
 
 def _mp_context():
@@ -491,6 +495,14 @@ def _mp_context():
         ctx.set_forkserver_preload(["poolcore.batch", "poolcore.io", "poolcore.imaging"])
         return ctx
     return mp.get_context("spawn")
+
+
+def _kill_survivors(executor) -> None:
+    """Make sure the workers of a broken pool are gone. The pool SIGTERMs them and then
+    joins them; one still alive would block that join, and the shutdown, forever."""
+    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.kill()
 
 
 def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
@@ -538,6 +550,7 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
                 if options.fail_fast and rec.status == "failed":
                     stopped = True
             if broken:
+                _kill_survivors(executor)
                 executor.shutdown(wait=True)
                 executor = start()
                 retry = []

@@ -152,21 +152,12 @@ def _kernel_dtype(op: str, dtype: np.dtype) -> np.dtype:
 # --------------------------------------------------------------------------- strategies
 
 
-def _numpy_direct(w: Window, count: int) -> bool:
-    """numpy_backend._valid_reduce's choice between its direct taps and its doubling tree."""
-    k = w.k
-    if k <= 2:
-        return True
-    length = (count - 1) * w.s + w.span
-    levels = k.bit_length() - 1
-    return k * count <= (levels + bin(k).count("1")) * length
-
-
 def _numpy_segments(w: Window, rows: int | None = None) -> tuple[tuple[int, int, int], ...]:
     """numpy's parts of one pass with its strategy for each: reduce_1d splits the outputs
     into left edge, interior and right edge, and the first pass of _separable also into bands
-    of ``rows`` outputs; _valid_reduce then picks direct taps or its doubling tree per part
-    from the part's length, so the parts decide how a float sum is rounded."""
+    of ``rows`` outputs; every part takes direct taps or the doubling tree as
+    numpy_backend.uses_doubling says (from k and s alone)."""
+    strategy = _ST_TREE if numpy_backend.uses_doubling(w.k, w.s) else _ST_DIRECT
     lo, hi = w.interior()
     bands = [(0, w.out)] if rows is None else [
         (o0, min(o0 + rows, w.out)) for o0 in range(0, w.out, rows)]
@@ -175,7 +166,7 @@ def _numpy_segments(w: Window, rows: int | None = None) -> tuple[tuple[int, int,
         for a, b in ((first, min(stop, lo)), (max(first, lo), min(stop, hi)),
                      (max(first, hi, lo), stop)):
             if a < b:
-                out.append((a, b, _ST_DIRECT if _numpy_direct(w, b - a) else _ST_TREE))
+                out.append((a, b, strategy))
     return tuple(out)
 
 

@@ -139,6 +139,15 @@ def _segment(
     return seg
 
 
+def uses_doubling(k: int, s: int) -> bool:
+    """Whether a pass reduces its windows by the doubling scheme rather than by k direct taps:
+    when k taps per output cost more than its (levels + one-bits of k) passes over the s inputs
+    each output advances. It depends on k and s only, never on how many windows a band or an
+    edge holds, so a float sum rounds the same whatever the array's size (and the compiled
+    backend, which follows the same order, can call this very function)."""
+    return k > 2 and k > (k.bit_length() - 1 + k.bit_count()) * s
+
+
 def _valid_reduce(
     x: np.ndarray, axis: int, count: int, k: int, s: int, d: int, op: str, acc: np.dtype,
     pre: Callable[[np.ndarray], np.ndarray] | None,
@@ -147,10 +156,7 @@ def _valid_reduce(
     ufunc = _UFUNC[op]
     span = d * (k - 1) + 1
     length = (count - 1) * s + span
-    levels = k.bit_length() - 1
-    direct_cost = k * count
-    doubling_cost = (levels + k.bit_count()) * length
-    if k <= 2 or direct_cost <= doubling_cost:
+    if not uses_doubling(k, s):
         # Few taps: accumulate the k strided views of the taps.
         first = _take(x, axis, 0, count, s)
         res = pre(first).astype(acc, copy=False) if pre else first.astype(acc, copy=True)

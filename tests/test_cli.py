@@ -327,6 +327,28 @@ def test_interrupt_exits_130_and_writes_no_report(src, monkeypatch):
     assert not Path("r.json").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_after_the_current_file(src, monkeypatch, signum):
+    # The handler only notes the signal (an exception raised inside the worker pool's locks
+    # could deadlock its shutdown); the run stops at the next record with 128 + signum.
+    from poolcore import batch
+
+    real_run = batch.run
+
+    def run(*args, **kwargs):
+        it = real_run(*args, **kwargs)
+        yield next(it)
+        os.kill(os.getpid(), signum)
+        yield from it
+
+    monkeypatch.setattr(batch, "run", run)
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--report", "r.json", "--workers", "1"])
+    assert r.exit_code == 128 + signum
+    assert "poolimg: interrupted after 2 of 3 files" in r.stderr
+    assert not Path("r.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
 def test_stdin_to_stdout(src):
     data = Path("src/a.png").read_bytes()
     r = CliRunner().invoke(main, ["-", "-o", "-", "-p", "avg(2)", "-q"], input=data,
