@@ -39,6 +39,19 @@ def assert_matches(actual, expected, op, x, kwargs, adaptive=False):
     where = _describe(x, op, kwargs)
     assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}\n{where}"
     assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}\n{where}"
+    if op == "lp" and expected.dtype.kind in "iu":
+        # Integer lp rounds a float result: where that result is, in real arithmetic, exactly
+        # halfway (6**-2 summed 16 times, then **-0.5, is 1.5), float rounding in another
+        # order may land on either side. Either neighbour of such a tie is right.
+        real = oracle.pool(x.astype(np.float64), op, **kwargs)
+        info = np.iinfo(expected.dtype)
+        real = np.clip(np.nan_to_num(real, nan=0.0), float(info.min), float(info.max))
+        diff = np.abs(actual.astype(np.float64) - real)
+        tie = np.abs(np.abs(real - np.trunc(real)) - 0.5) <= 1e-9 * np.maximum(1, np.abs(real))
+        ok = np.array_equal(actual, expected) or bool(np.all((actual == expected)
+                                                             | (tie & (diff <= 0.5 + 1e-6))))
+        assert ok, f"\nactual  ={actual!r}\nexpected={expected!r}\n{where}"
+        return
     if op in ("max", "min", "median") or expected.dtype.kind in "biu":
         # Exact. (array_equal does not tell 0.0 from -0.0; the contract says nothing of signs
         # of zero.)
