@@ -532,7 +532,16 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
                 if pending[0].index in solo and inflight:
                     break
                 task = pending.popleft()
-                inflight[executor.submit(_work, task)] = task
+                try:
+                    inflight[executor.submit(_work, task)] = task
+                except BrokenProcessPool:  # a worker died since the last wait
+                    pending.appendleft(task)
+                    if not inflight:  # nothing in flight to find it out: restart now
+                        _kill_survivors(executor)
+                        executor.shutdown(wait=True)
+                        executor = start()
+                        continue
+                    break  # the futures in flight fail with the pool, handled below
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             broken = []
             if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
