@@ -219,6 +219,14 @@ def adaptive_sizes(
     return tuple(sizes)
 
 
+def with_sizes(shape: Sequence[int], axes: Sequence[int], sizes: Sequence[int]) -> tuple[int, ...]:
+    """``shape`` with the lengths of ``axes`` replaced by ``sizes``."""
+    out = list(shape)
+    for ax, n in zip(axes, sizes):
+        out[ax] = n
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class PoolSpec:
     """A validated :func:`poolcore.pool` call: what a backend receives."""
@@ -230,10 +238,7 @@ class PoolSpec:
     p: float = 2.0
 
     def out_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
-        out = list(shape)
-        for ax, w in zip(self.axes, self.windows):
-            out[ax] = w.out
-        return tuple(out)
+        return with_sizes(shape, self.axes, [w.out for w in self.windows])
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,4 @@ class AdaptiveSpec:
     sizes: tuple[int, ...]
 
     def out_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
-        out = list(shape)
-        for ax, o in zip(self.axes, self.sizes):
-            out[ax] = o
-        return tuple(out)
+        return with_sizes(shape, self.axes, self.sizes)

@@ -27,6 +27,7 @@ from .geometry import (
     default_nd,
     make_windows,
     normalize_axes,
+    with_sizes,
 )
 from .pool import adaptive_pool, pool
 
@@ -138,10 +139,7 @@ class Stage:
             shape, ax, kw["kernel"], kw.get("stride"), kw.get("padding", 0),
             kw.get("dilation", 1), kw.get("ceil_mode", False),
         )
-        out = list(shape)
-        for a, w in zip(ax, windows):
-            out[a] = w.out
-        return tuple(out)
+        return with_sizes(shape, ax, [w.out for w in windows])
 
     def __str__(self) -> str:
         kw = self.kwargs
