@@ -497,6 +497,12 @@ def _mp_context():
     return mp.get_context("spawn")
 
 
+def _died(task: Task) -> Record:
+    return Record(task.input, task.output, "failed", index=task.index,
+                  error="the worker process died on this file (a crash, or killed: out of "
+                  "memory?)")
+
+
 def _kill_survivors(executor) -> None:
     """Make sure the workers of a broken pool are gone. The pool SIGTERMs them and then
     joins them; one still alive would block that join, and the shutdown, forever."""
@@ -534,14 +540,22 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
                 task = pending.popleft()
                 try:
                     inflight[executor.submit(_work, task)] = task
-                except BrokenProcessPool:  # a worker died since the last wait
-                    pending.appendleft(task)
-                    if not inflight:  # nothing in flight to find it out: restart now
-                        _kill_survivors(executor)
-                        executor.shutdown(wait=True)
-                        executor = start()
-                        continue
-                    break  # the futures in flight fail with the pool, handled below
+                except (BrokenProcessPool, OSError):  # the pool broke since the last wait
+                    if inflight:  # the futures in flight fail with it: handled below
+                        pending.appendleft(task)
+                        break
+                    # Nothing in flight: restart, and give this file one solo try, as a
+                    # file in flight when a worker dies gets (so a pool that can never
+                    # start fails each file in two tries, never loops).
+                    _kill_survivors(executor)
+                    executor.shutdown(wait=True)
+                    executor = start()
+                    if task.index in solo:
+                        yield _died(task)
+                        stopped = stopped or options.fail_fast
+                    else:
+                        solo.add(task.index)
+                        pending.appendleft(replace(task, retry=True))
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             broken = []
             if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
@@ -565,9 +579,7 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
                 retry = []
                 for task in broken:
                     if task.index in solo:  # it ran alone: it is the one that kills workers
-                        yield Record(task.input, task.output, "failed", index=task.index,
-                                     error="the worker process died on this file (a crash, "
-                                     "or killed: out of memory?)")
+                        yield _died(task)
                         if options.fail_fast:
                             stopped = True
                     else:
