@@ -19,17 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .geometry import (
-    ADAPTIVE_OPS,
-    OPS,
-    AdaptiveSpec,
-    adaptive_sizes,
-    default_nd,
-    make_windows,
-    normalize_axes,
-    with_sizes,
-)
-from .pool import adaptive_pool, pool
+from .geometry import ADAPTIVE_OPS, OPS, default_nd
+from .pool import adaptive_pool, adaptive_spec, pool, pool_spec
 
 # Parameters of each kind of stage, in positional order, with their defaults.
 POOL_PARAMS = {
@@ -103,22 +94,11 @@ class Stage:
         return self.op.removeprefix("adaptive_")
 
     def _check(self) -> None:
-        """Validate what can be checked without an input (ranges, padding limit)."""
+        """Validate what can be checked without an input (ranges, padding limit, p)."""
         kw = self.kwargs
-        if self.is_adaptive:
-            size = kw["output_size"]
-            nd = default_nd(size, 2)
-            adaptive_sizes((1,) * nd, tuple(range(nd)), size)
-            return
-        nd = default_nd(kw["kernel"], 2)
-        big = (1 << 40,) * nd  # long enough that every window fits
-        make_windows(
-            big, tuple(range(nd)), kw["kernel"], kw.get("stride"), kw.get("padding", 0),
-            kw.get("dilation", 1), kw.get("ceil_mode", False),
-        )
-        p = kw.get("p", 2.0)
-        if p == 0 or math.isnan(p):
-            raise ValueError(f"`p` of lp must be non-zero and not NaN, got {p}")
+        first = kw["output_size"] if self.is_adaptive else kw["kernel"]
+        nd = default_nd(first, 2)
+        self.output_shape((1 << 40,) * nd)  # long enough that every window fits
 
     def __call__(self, x, axes=None, backend="auto") -> np.ndarray:
         kw = self.kwargs
@@ -129,17 +109,11 @@ class Stage:
     def output_shape(self, shape: Sequence[int], axes=None) -> tuple[int, ...]:
         """The shape this stage makes of an input of ``shape`` (validates like a call)."""
         kw = self.kwargs
-        ndim = len(shape)
         if self.is_adaptive:
-            size = kw["output_size"]
-            ax = normalize_axes(axes, ndim, default_nd(size, ndim))
-            return AdaptiveSpec(self.base_op, ax, adaptive_sizes(shape, ax, size)).out_shape(shape)
-        ax = normalize_axes(axes, ndim, default_nd(kw["kernel"], ndim))
-        windows = make_windows(
-            shape, ax, kw["kernel"], kw.get("stride"), kw.get("padding", 0),
-            kw.get("dilation", 1), kw.get("ceil_mode", False),
-        )
-        return with_sizes(shape, ax, [w.out for w in windows])
+            spec = adaptive_spec(shape, self.base_op, kw["output_size"], axes=axes)
+        else:
+            spec = pool_spec(shape, self.op, axes=axes, **kw)
+        return spec.out_shape(shape)
 
     def __str__(self) -> str:
         kw = self.kwargs

@@ -97,15 +97,34 @@ def pool(
     array([0.33333333, 2.        , 4.        , 2.5       ])
     """
     x = _check_input(x, op, OPS, "pool")
-    nd = default_nd(kernel, x.ndim)
-    ax = normalize_axes(axes, x.ndim, nd)
-    windows = make_windows(x.shape, ax, kernel, stride, padding, dilation, ceil_mode)
+    spec = pool_spec(x.shape, op, kernel, stride, padding, dilation, ceil_mode=ceil_mode,
+                     count_include_pad=count_include_pad, p=p, axes=axes)
+    return backends.select(backend, "pool", spec, x.dtype).pool(x, spec)
+
+
+def pool_spec(
+    shape: Sequence[int], op: str, kernel: IntOrSeq, stride: IntOrSeq | None = None,
+    padding: IntOrSeq = 0, dilation: IntOrSeq = 1, *, ceil_mode: bool = False,
+    count_include_pad: bool = True, p: float = 2.0, axes: int | Sequence[int] | None = None,
+) -> PoolSpec:
+    """The validated :func:`pool` call for an input of ``shape`` (its ``out_shape`` is the
+    output's shape), without any data: what pipelines use to plan."""
+    ax = normalize_axes(axes, len(shape), default_nd(kernel, len(shape)))
+    windows = make_windows(shape, ax, kernel, stride, padding, dilation, ceil_mode)
     if op == "lp":
         p = float(p)
         if p == 0 or np.isnan(p):
             raise ValueError(f"`p` of lp must be non-zero and not NaN, got {p}")
-    spec = PoolSpec(op, ax, windows, bool(count_include_pad), float(p))
-    return backends.select(backend, "pool", spec, x.dtype).pool(x, spec)
+    return PoolSpec(op, ax, windows, bool(count_include_pad), float(p))
+
+
+def adaptive_spec(
+    shape: Sequence[int], op: str, output_size: int | None | Sequence[int | None], *,
+    axes: int | Sequence[int] | None = None,
+) -> AdaptiveSpec:
+    """The validated :func:`adaptive_pool` call for an input of ``shape``."""
+    ax = normalize_axes(axes, len(shape), default_nd(output_size, len(shape)))
+    return AdaptiveSpec(op, ax, adaptive_sizes(shape, ax, output_size))
 
 
 def adaptive_pool(
@@ -129,7 +148,5 @@ def adaptive_pool(
     array([1., 3., 6., 8.])
     """
     x = _check_input(x, op, ADAPTIVE_OPS, "adaptive_pool")
-    nd = default_nd(output_size, x.ndim) if output_size is not None else min(2, x.ndim)
-    ax = normalize_axes(axes, x.ndim, nd)
-    spec = AdaptiveSpec(op, ax, adaptive_sizes(x.shape, ax, output_size))
+    spec = adaptive_spec(x.shape, op, output_size, axes=axes)
     return backends.select(backend, "adaptive_pool", spec, x.dtype).adaptive_pool(x, spec)
