@@ -402,6 +402,18 @@ def _array(draw, dtype, shape, elements):
     return draw(hnp.arrays(dtype, shape, elements=elements))
 
 
+def _op_dtype_axes(draw, ops, dtypes, max_ndim):
+    """The start of every generated call: an op, a dtype it accepts (bool only for max/min),
+    a number of dimensions and 1 to 3 distinct pooled axes in random order."""
+    st, _ = _strategies()
+    op = draw(st.sampled_from(ops))
+    allowed = [t for t in dtypes if t != "bool" or op in ("max", "min")]
+    dtype = np.dtype(draw(st.sampled_from(allowed)))
+    ndim = draw(st.integers(1, max_ndim))
+    m = draw(st.integers(1, min(ndim, 3)))
+    return op, dtype, ndim, list(draw(st.permutations(range(ndim)))[:m])
+
+
 def pool_calls(ops=POOL_OPS, dtypes=DTYPES, max_ndim=4, padding=True, dilation=True,
                ceil_modes=(False, True), nonfinite=None, bound=None):
     """Strategy of ``(x, op, kwargs)``: a valid :func:`poolcore.pool` call on a small array."""
@@ -409,12 +421,8 @@ def pool_calls(ops=POOL_OPS, dtypes=DTYPES, max_ndim=4, padding=True, dilation=T
 
     @st.composite
     def build(draw):
-        op = draw(st.sampled_from(ops))
-        allowed = [t for t in dtypes if t != "bool" or op in ("max", "min")]
-        dtype = np.dtype(draw(st.sampled_from(allowed)))
-        ndim = draw(st.integers(1, max_ndim))
-        m = draw(st.integers(1, min(ndim, 3)))
-        axes = draw(st.permutations(range(ndim)))[:m]
+        op, dtype, ndim, axes = _op_dtype_axes(draw, ops, dtypes, max_ndim)
+        m = len(axes)
         ceil_mode = draw(st.sampled_from(ceil_modes))
         params = [axis_params(draw, m, ceil_mode, padding, dilation) for _ in range(m)]
         shape = [draw(_other_side()) for _ in range(ndim)]
@@ -453,12 +461,8 @@ def adaptive_calls(ops=ADAPTIVE_OPS, dtypes=DTYPES, max_ndim=4, nonfinite=None):
 
     @st.composite
     def build(draw):
-        op = draw(st.sampled_from(ops))
-        allowed = [t for t in dtypes if t != "bool" or op in ("max", "min")]
-        dtype = np.dtype(draw(st.sampled_from(allowed)))
-        ndim = draw(st.integers(1, max_ndim))
-        m = draw(st.integers(1, min(ndim, 3)))
-        axes = draw(st.permutations(range(ndim)))[:m]
+        op, dtype, ndim, axes = _op_dtype_axes(draw, ops, dtypes, max_ndim)
+        m = len(axes)
         shape = [draw(_other_side()) for _ in range(ndim)]
         sizes = []
         for ax in axes:
