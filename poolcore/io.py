@@ -66,7 +66,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, TiffImagePlugin
 
-from . import _wide16
+from . import _pilview, _wide16
 from .atomic import atomic_file
 from .errors import OutputExistsError, PoolIOError, ReadError, WriteError
 
@@ -449,7 +449,9 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
                 array = _transpose_array(array, orientation)
         else:
             frame = im.transpose(_TRANSPOSE[orientation]) if orientation != 1 else im
-            array, mode = _frame_array(frame, label)
+            # A single frame may share Pillow's memory; a later frame of an animation is
+            # decoded into that same memory, so frames of several are copied.
+            array, mode = _frame_array(frame, label, share=n_frames == 1)
         frames.append(array)
         modes.append(mode)
     frames, modes = _unify(frames, modes)
@@ -532,7 +534,8 @@ _CONVERT = {"1": "L", "P": "RGB", "PA": "RGBA", "RGBX": "RGB", "RGBa": "RGBA", "
             "YCbCr": "RGB", "HSV": "RGB"}
 
 
-def _frame_array(frame: Image.Image, label: str) -> tuple[np.ndarray, str]:
+def _frame_array(frame: Image.Image, label: str, share: bool = False
+                 ) -> tuple[np.ndarray, str]:
     mode = frame.mode
     trns = frame.info.get("transparency")
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
@@ -554,7 +557,9 @@ def _frame_array(frame: Image.Image, label: str) -> tuple[np.ndarray, str]:
         frame = frame.convert(mode)
     elif mode not in _AS_IS:
         raise ReadError(label, f"unsupported image mode {mode!r}")
-    a = np.asarray(frame)
+    a = _pilview.view(frame) if share else None  # no copy (L, RGB, RGBA)
+    if a is None:
+        a = np.asarray(frame)
     if mode == "I":
         a = a.astype(np.int32, copy=False)
     elif mode == "F":

@@ -819,3 +819,71 @@ def test_every_sample_pools_and_round_trips(tmp_path, name):
 def test_samples_cover_the_modes():
     modes = {pio.read(p).mode for p in SAMPLES.iterdir() if pio.format_for_path(p)}
     assert {"RGB", "L", "RGBA", "I;16", "RGB;16", "F", "CMYK", None} <= modes
+
+
+# ------------------------------------------------------------ zero-copy views (poolcore._pilview)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize("size", [(1, 1), (7, 5), (64, 3)])
+def test_view_shares_pillow_memory_and_equals_asarray(mode, size):
+    from poolcore import _pilview
+
+    rng = np.random.default_rng(sum(size))
+    shape = size[::-1] + (() if mode == "L" else (len(mode),))
+    im = Image.frombytes(mode, size, rng.integers(0, 256, shape, dtype=np.uint8).tobytes())
+    v = _pilview.view(im)
+    if not hasattr(im, "__arrow_c_array__"):  # Pillow < 11.2: always the copy
+        assert v is None
+        return
+    assert v is not None and not v.flags.writeable
+    np.testing.assert_array_equal(v, np.asarray(im))
+    im.putpixel((0, 0), (7,) * len(mode) if mode != "L" else 7)
+    assert v[0, 0, 0 if mode != "L" else ...] == 7  # the same memory, not a copy
+
+
+@pytest.mark.parametrize("mode", ["LA", "CMYK", "I", "F", "I;16", "P", "1"])
+def test_view_declines_other_modes(mode):
+    from poolcore import _pilview
+
+    assert _pilview.view(Image.new(mode, (4, 3))) is None
+
+
+def test_view_outlives_the_closed_image():
+    from poolcore import _pilview
+
+    with Image.open(SAMPLES / "photo.jpg") as im:
+        im.load()
+        v = _pilview.view(im)
+        expected = np.asarray(im).copy()
+    if v is None:
+        pytest.skip("Pillow without Arrow export (< 11.2)")
+    del im
+    garbage = [np.full(expected.size, i, np.uint8) for i in range(4)]  # reuse freed memory
+    np.testing.assert_array_equal(v, expected)
+    del garbage
+
+
+def test_read_views_single_frames_and_copies_animation_frames(tmp_path):
+    from poolcore import _pilview
+
+    item = pio.read(SAMPLES / "photo.jpg")
+    shared = isinstance(item.array.base, _pilview._Pixels)
+    assert shared == hasattr(Image.Image, "__arrow_c_array__")
+    frames = [Image.new("RGB", (6, 4), c) for c in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    anim = pio.read(tmp_path / "a.gif")
+    assert [tuple(f[0, 0]) for f in anim.frames] == [(255, 0, 0), (0, 128, 0), (0, 0, 255)]
+    assert not any(isinstance(f.base, _pilview._Pixels) for f in anim.frames)
+
+
+def test_view_of_an_image_over_pillows_block_size():
+    from poolcore import _pilview
+
+    old = Image.core.get_block_size()
+    Image.core.set_block_size(4096)  # any image over 4 kB now spans several blocks
+    try:
+        im = Image.new("RGB", (64, 64), (1, 2, 3))
+        assert _pilview.view(im) is None  # declined, not wrong: the reader copies instead
+    finally:
+        Image.core.set_block_size(old)
