@@ -7,6 +7,7 @@ numpy, Pillow, tqdm and poolcore are imported inside the command, so that ``--he
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -235,7 +236,12 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
       # stages and options from a file (flags on the command line win)
       poolimg -r photos -o small --config pool.toml
     """
-    from poolcore import Pipeline, available_backends, batch
+    from poolcore import batch
+
+    if workers is not None and workers > 1 and not dry_run and "-" not in inputs:
+        batch.start_early()  # the workers' imports run beside ours
+
+    from poolcore import Pipeline, available_backends
     from poolcore import report as reports
 
     source = ctx.get_parameter_source
@@ -326,6 +332,16 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     ctx.exit(status)
 
 
+class _NoBar(contextlib.nullcontext):
+    """tqdm's interface, doing nothing (a batch without a progress bar)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(self)
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
 class _Records(list):
     wall_s = 0.0
 
@@ -334,14 +350,12 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
     """Iterate the batch under a progress bar (stderr, a terminal only). Ctrl-C (or SIGTERM,
     as from ``timeout`` or a CI runner) stops it after the files in flight have landed, with
     status 130 (143)."""
-    import contextlib
     import signal
     import time
 
-    from tqdm import tqdm
-
     from poolcore import batch
 
+    batch.tune_for_batch()  # files may run in this process too
     received = []
 
     def interrupt(signum, frame):
@@ -350,6 +364,10 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
         received.append(signum)
 
     show = not (quiet or no_progress) and sys.stderr.isatty()
+    if show:
+        from tqdm import tqdm
+    else:  # no bar: tqdm's import (~15 ms) is not worth paying
+        tqdm = _NoBar
     records = _Records()
     start = time.perf_counter()
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -105,7 +104,7 @@ def _link_unnamed(f, directory: str, base: str, path: str, overwrite: bool) -> s
             except OSError:
                 pass
         # Overwrite (rename is what replaces atomically), or linkat refused: name it, commit.
-        tmp_name = f".{base[:180]}.{secrets.token_hex(4)}.tmp"
+        tmp_name = f".{base[:180]}.{os.urandom(4).hex()}.tmp"
         try:
             os.link(proc, tmp_name, dst_dir_fd=dir_fd, follow_symlinks=True)
             return os.path.join(directory, tmp_name)
@@ -132,7 +131,7 @@ def _temp_beside(directory: str, base: str) -> tuple[int, str]:
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        tmp = os.path.join(directory, f".{base[:180]}.{secrets.token_hex(4)}.tmp")
+        tmp = os.path.join(directory, f".{base[:180]}.{os.urandom(4).hex()}.tmp")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

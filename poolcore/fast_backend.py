@@ -2,7 +2,7 @@
 
 Importing this module raises ImportError when the extension was not built (an install without
 a compiler); :mod:`poolcore.backends` then offers numpy only. No validation happens here: the
-front (:mod:`poolcore.pool`) validated the call. This module holds the policy, the C side only
+front (:mod:`poolcore.api`) validated the call. This module holds the policy, the C side only
 computes:
 
 - which calls the kernels cover (:data:`COVERED`, :func:`supports`); the rest fall back to

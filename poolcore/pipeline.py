@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .api import adaptive_pool, adaptive_spec, pool, pool_spec
 from .geometry import ADAPTIVE_OPS, OPS, default_nd
-from .pool import adaptive_pool, adaptive_spec, pool, pool_spec
 
 # Parameters of each kind of stage, in positional order, with their defaults.
 POOL_PARAMS = {
