@@ -14,6 +14,11 @@ import sys
 import click
 from click.core import ParameterSource
 
+# poolimg stays single-threaded so that its worker processes can start by fork (instant, and
+# they inherit what is imported; see poolcore.batch._mp_context). numpy's OpenBLAS would start
+# a thread pool at import; nothing here multiplies matrices.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 # Options of the help screen, by section (Click has no sections of its own, pallets/click#373).
@@ -236,12 +241,7 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
       # stages and options from a file (flags on the command line win)
       poolimg -r photos -o small --config pool.toml
     """
-    from poolcore import batch
-
-    if workers is not None and workers > 1 and not dry_run and "-" not in inputs:
-        batch.start_early()  # the workers' imports run beside ours
-
-    from poolcore import Pipeline, available_backends
+    from poolcore import Pipeline, available_backends, batch
     from poolcore import report as reports
 
     source = ctx.get_parameter_source
@@ -366,6 +366,8 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
     show = not (quiet or no_progress) and sys.stderr.isatty()
     if show:
         from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread: workers start by fork (see the top)
     else:  # no bar: tqdm's import (~15 ms) is not worth paying
         tqdm = _NoBar
     records = _Records()

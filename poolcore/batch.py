@@ -493,27 +493,34 @@ _PRELOAD = ["__main__", "poolcore.batch", "poolcore.io", "poolcore.imaging", "po
             "PIL.PngImagePlugin"]
 
 
+def _single_threaded() -> bool:
+    """Whether this process has one thread (Linux; elsewhere we cannot tell: False)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
 def _mp_context():
+    """How worker processes start.
+
+    fork, when this process has a single thread: instant, and the workers inherit every module
+    already imported. A fork while another thread holds a lock (a BLAS pool, a progress-bar
+    monitor) leaves that lock held forever in the child, so with threads about, forkserver
+    (Python 3.14's default on Linux): workers fork from a server started once, which imports
+    numpy, Pillow and poolcore (~0.2 s) first. poolimg keeps itself single-threaded
+    (OPENBLAS_NUM_THREADS=1, no tqdm monitor thread). Elsewhere: spawn.
+    """
     import multiprocessing as mp
 
-    # forkserver (Python 3.14's default on Linux) forks workers from a clean single-threaded
-    # server, never from this process with its BLAS threads and progress-bar thread.
-    if "forkserver" in mp.get_all_start_methods():
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and _single_threaded():
+        return mp.get_context("fork")
+    if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(_PRELOAD)  # an ImportError there is ignored
         return ctx
     return mp.get_context("spawn")
-
-
-def start_early() -> None:
-    """Start the server that worker processes fork from, now. It imports numpy, Pillow and
-    poolcore (~0.15 s) while the caller goes on with its own start-up; poolimg calls it as
-    soon as it knows it will run several workers. Harmless if no pool is made after all."""
-    ctx = _mp_context()
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
 
 
 def _died(task: Task) -> Record:

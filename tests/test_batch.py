@@ -214,7 +214,36 @@ def test_one_bad_file_fails_alone(photos, tmp_path):
     assert (summary.ok, summary.failed, summary.skipped, summary.exit_code) == (3, 3, 1, 1)
 
 
-def test_two_workers_write_the_same_bytes_as_one(photos, tmp_path):
+@pytest.fixture(params=["fork", "forkserver"])
+def start_method(request, monkeypatch):
+    """Run the test's worker pools started both ways: by fork (what poolimg, single-threaded,
+    gets) and from the fork server (any process with threads)."""
+    import multiprocessing as mp
+
+    if request.param not in mp.get_all_start_methods():
+        pytest.skip(f"no {request.param} here")
+    monkeypatch.setattr(batch, "_single_threaded", lambda: request.param == "fork")
+    assert batch._mp_context().get_start_method() == request.param
+    return request.param
+
+
+def test_workers_fork_only_from_a_single_threaded_process(monkeypatch):
+    import threading
+
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("thread count unknown here: never fork")
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not batch._single_threaded()
+        assert batch._mp_context().get_start_method() != "fork"
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_two_workers_write_the_same_bytes_as_one(photos, tmp_path, start_method):
     for i in range(6):
         image(photos / "more" / f"m{i}.png", seed=10 + i)
     pipe = Pipeline.parse("max(3, stride=2, padding=1) | avg(2)")
@@ -329,7 +358,7 @@ class DiesOnTall:
         return str(self.inner)
 
 
-def test_a_dying_worker_fails_only_its_file(tmp_path):
+def test_a_dying_worker_fails_only_its_file(tmp_path, start_method):
     src = tmp_path / "src"
     for i in range(8):
         image(src / f"ok{i}.png", size=(20, 20), seed=i)

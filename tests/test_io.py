@@ -880,10 +880,18 @@ def test_read_views_single_frames_and_copies_animation_frames(tmp_path):
 def test_view_of_an_image_over_pillows_block_size():
     from poolcore import _pilview
 
-    old = Image.core.get_block_size()
+    if not hasattr(Image.core, "set_use_block_allocator"):
+        pytest.skip("Pillow < 11.2: no Arrow export, no single-block allocator")
+
+    old = Image.core.get_block_size(), Image.core.get_use_block_allocator()
     Image.core.set_block_size(4096)  # any image over 4 kB now spans several blocks
+    Image.core.set_use_block_allocator(0)  # as batch.tune_for_batch may have set it
     try:
         im = Image.new("RGB", (64, 64), (1, 2, 3))
         assert _pilview.view(im) is None  # declined, not wrong: the reader copies instead
+        Image.core.set_use_block_allocator(1)  # one block whatever the size: viewed
+        im = Image.new("RGB", (64, 64), (1, 2, 3))
+        assert _pilview.view(im)[63, 63].tolist() == [1, 2, 3]
     finally:
-        Image.core.set_block_size(old)
+        Image.core.set_block_size(old[0])
+        Image.core.set_use_block_allocator(old[1])
