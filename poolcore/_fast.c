@@ -28,10 +28,11 @@
  *              are idempotent), flat vectorised loops where van Herk's scans are serial;
  *   ST_ADAPT   adaptive windows [start, end) per output, taps in order.
  * Fused kernels (_fast_hot.h) handle the interior rows of the hottest case in one go: uint8
- * HWC images (C = 1, 3, 4) with 2x2/s2 and 3x3/s2 windows (max, min, avg with exact integer
- * rounding). float32 NCHW 3x3/s2 max runs on the generic engine (band of 3 rows, then a
- * 3-tap line), already several times faster than torch. Large jobs are split over threads
- * (pthreads) along (outer index, output rows of the first pooled axis).
+ * HWC images (C = 1, 3, 4; RGB also in RGBX storage, pixels 4 bytes apart) with 2x2/s2 and
+ * 3x3/s2 windows (max, min, avg with exact integer rounding). float32 NCHW 3x3/s2 max runs
+ * on the generic engine (band of 3 rows, then a 3-tap line), already several times faster
+ * than torch. Large jobs are split over threads (pthreads) along (outer index, output rows of
+ * the first pooled axis).
  *
  * Dtype variants: _fast_engine.h is a template included once per (op, dtype) from
  * _fast_instances.h (written by _fast_gen.py), compiled for the baseline ISA; the dtypes of
@@ -267,6 +268,15 @@ static const inst_t INST_AVX2[K_SUM + 1][DT_N] = {
 static int pc_use_avx2 = 0; /* decided once at import; tests may turn it off */
 static int pc_use_hot = 1;  /* fused kernels on (tests compare them with the generic path) */
 static double pc_min_work = 5e5; /* elements of work per thread before threads are worth it */
+/* An element of a fused (hot) job counts for this much work. Those kernels run about 10x
+ * faster per element than the generic engine, but a second thread costs a fixed ~55 us
+ * (start, buffers, join) either way. Measured on 2 cores, 1 vs 2 threads, uint8 RGB 2x2/3x3
+ * s2: on an idle machine 2 threads break even at about 0.4-0.5 MP (in + out elements
+ * ~1.5-2e6) and gain ~15% at 0.75 MP, ~27% at 1.5 MP, ~40% from 6 MP; with the other core
+ * busy they lose ~10-50% below 3 MP. So threads from ~1 MP (4e6 elements): the small gains
+ * below are not worth the risk. (The generic engine's fast ops, float32 3x3 s2 max, break
+ * even at ~1e6 elements, which pc_min_work is set for; its slow ones, e.g. uint8 avg, earlier.) */
+static const double pc_hot_work = 0.25;
 
 #include "_fast_hot.h"
 
@@ -667,8 +677,9 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
             goto done;
         }
         if (pc_use_hot) hot_select(&J);
-        /* work estimate: input elements plus output elements */
+        /* work estimate: input elements plus output elements (fused jobs count less) */
         work = (double)sb.len / (sb.itemsize ? sb.itemsize : 1) + (double)db.len / (db.itemsize ? db.itemsize : 1);
+        if (J.hot) work *= pc_hot_work;
         int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = run_job(&J, inst, nthreads, work);

@@ -1,13 +1,16 @@
 /* Fused kernels for the hottest case: uint8 images, rows x pixels x C channels (C = 1, 3, 4),
  * 2x2 and 3x3 windows at stride 2 on both axes (any padding, ceil_mode, count_include_pad):
  * max, min and avg with exact rounding (round half up: the sums are non-negative).
+ * Input pixels are P bytes apart: P = C, or P = 4 for C = 3 (RGBX: Pillow's RGB storage seen
+ * as an (h, w, 3) view without a copy); the output is always contiguous, pixels C bytes apart.
  *
  * The generic engine would reduce two rows into a band of int64 sums and then run the pixel
  * axis; here each output row is made in one go from its k input rows, in bytes:
  *   - "candidates": for every byte i of a row, the op over the k x k window whose first tap is
- *     i (loads at i, i + C, i + 2C from each row), computed for 32 bytes at once;
+ *     i (loads at i, i + P, i + 2P from each row), computed for 32 bytes at once;
  *   - only the candidates where a window starts (every other pixel) are kept: a byte shuffle
- *     per 16-byte lane packs them, and overlapping stores lay the lanes end to end.
+ *     per 16-byte lane packs them (for RGBX also dropping the pad byte's candidate), and
+ *     overlapping stores lay the lanes end to end.
  * 2x2 avg stays in bytes with pavgb: floor((a+b+c+d+2)/4) = pavg(pavg(a,b), pavg(c,d)) minus
  * a carry bit ((a^b | c^d) & (x^y) & 1), exact for all inputs. 3x3 avg sums in uint16 and
  * divides by 9 as floor((2*sum+9)/18) = mulhi(2*sum+9, 3641), exact for sums <= 9*255.
@@ -24,13 +27,16 @@ static size_t hot_scratch_bytes(const job_t *J)
     return 0;
 }
 
+/* Input pixel stride in bytes (P above). */
+static inline Py_ssize_t hot_P(const job_t *J) { return J->ax[1].s_sn; }
+
 /* One output pixel (all C channels) of an interior row, any column: the scalar reference. */
 static inline void hot_px(const job_t *J, const uint8_t *const *rows, uint8_t *out,
                           Py_ssize_t o0, Py_ssize_t j)
 {
     const axis_t *A0 = &J->ax[0], *A1 = &J->ax[1];
     const int k = (int)A1->k, kr = (int)A0->k, C = (int)A1->G, op = J->hot_variant;
-    const Py_ssize_t t0 = j * A1->s - A1->p, n = A1->n;
+    const Py_ssize_t t0 = j * A1->s - A1->p, n = A1->n, P = hot_P(J);
     for (int c = 0; c < C; c++) {
         unsigned acc = op == HOT_MIN ? 255u : 0u;
         for (int r = 0; r < kr; r++) {
@@ -38,7 +44,7 @@ static inline void hot_px(const job_t *J, const uint8_t *const *rows, uint8_t *o
             for (int q = 0; q < k; q++) {
                 Py_ssize_t t = t0 + q;
                 if (t < 0 || t >= n) continue;
-                unsigned v = row[t * C + c];
+                unsigned v = row[t * P + c];
                 if (op == HOT_MAX) acc = v > acc ? v : acc;
                 else if (op == HOT_MIN) acc = v < acc ? v : acc;
                 else acc += v;
@@ -56,27 +62,29 @@ static inline void hot_px(const job_t *J, const uint8_t *const *rows, uint8_t *o
 #if PC_HAVE_AVX2
 #define PC_AVX2_FN __attribute__((target("avx2")))
 
-/* pshufb mask keeping, in a 16-byte lane starting at candidate q0, the bytes that start a
- * window ((q0 + b) mod 2C < C), packed low; returns how many. */
-static int hot_lane_mask(int q0, int C, uint8_t mask[16])
+/* pshufb mask keeping, in a 16-byte lane starting at candidate q0, the channel bytes of the
+ * pixels that start a window ((q0 + b) mod 2P < C: every other input pixel, not the pad byte
+ * of RGBX), packed low; returns how many. */
+static int hot_lane_mask(int q0, int C, int P, uint8_t mask[16])
 {
     int n = 0;
     for (int b = 0; b < 16; b++)
-        if ((q0 + b) % (2 * C) < C) mask[n++] = (uint8_t)b;
+        if ((q0 + b) % (2 * P) < C) mask[n++] = (uint8_t)b;
     for (int b = n; b < 16; b++) mask[b] = 0x80;
     return n;
 }
 
 PC_AVX2_FN static inline __m256i hot_ld(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
-/* 32 candidates at byte offset i: the op over the k x k window starting at each byte. */
-PC_AVX2_FN static inline __m256i hot_cand(const uint8_t *const *rows, Py_ssize_t i, int k, int C,
+/* 32 candidates at byte offset i: the op over the k x k window starting at each byte (taps
+ * P bytes apart). Reads bytes [i, i + (k - 1) * P + 32) of each row. */
+PC_AVX2_FN static inline __m256i hot_cand(const uint8_t *const *rows, Py_ssize_t i, int k, int P,
                                          int op)
 {
     if (op == HOT_AVG) {
         if (k == 2) {
             const __m256i a = hot_ld(rows[0] + i), b = hot_ld(rows[1] + i);
-            const __m256i c = hot_ld(rows[0] + i + C), d = hot_ld(rows[1] + i + C);
+            const __m256i c = hot_ld(rows[0] + i + P), d = hot_ld(rows[1] + i + P);
             const __m256i x = _mm256_avg_epu8(a, b), y = _mm256_avg_epu8(c, d);
             const __m256i e = _mm256_or_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
             const __m256i fix = _mm256_and_si256(_mm256_and_si256(e, _mm256_xor_si256(x, y)),
@@ -86,7 +94,7 @@ PC_AVX2_FN static inline __m256i hot_cand(const uint8_t *const *rows, Py_ssize_t
         __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
         for (int r = 0; r < 3; r++)
             for (int q = 0; q < 3; q++) {
-                const uint8_t *p = rows[r] + i + q * C;
+                const uint8_t *p = rows[r] + i + q * P;
                 lo = _mm256_add_epi16(lo, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p)));
                 hi = _mm256_add_epi16(hi, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + 16))));
             }
@@ -99,7 +107,7 @@ PC_AVX2_FN static inline __m256i hot_cand(const uint8_t *const *rows, Py_ssize_t
     for (int r = 0; r < k; r++)
         for (int q = 0; q < k; q++) {
             if (r == 0 && q == 0) continue;
-            const __m256i v = hot_ld(rows[r] + i + q * C);
+            const __m256i v = hot_ld(rows[r] + i + q * P);
             m = op == HOT_MAX ? _mm256_max_epu8(m, v) : _mm256_min_epu8(m, v);
         }
     return m;
@@ -110,25 +118,29 @@ PC_AVX2_FN static Py_ssize_t hot_row_avx2(const job_t *J, const uint8_t *const *
                                          Py_ssize_t j, Py_ssize_t chi)
 {
     const axis_t *A1 = &J->ax[1];
-    const int k = (int)A1->k, C = (int)A1->G, op = J->hot_variant;
-    const Py_ssize_t p = A1->p, row_bytes = A1->n * C, out_bytes = A1->out * C;
-    /* vectors per iteration: 96 candidate bytes for C = 3 (the lane pattern repeats every
-     * 48 bytes), 32 otherwise; each keeps half: 16 bytes of output per 32 candidates */
-    const int nv = C == 3 ? 3 : 1, cand = 32 * nv, outs = cand / (2 * C);
+    const int k = (int)A1->k, C = (int)A1->G, P = (int)hot_P(J), op = J->hot_variant;
+    /* a row ends with the last pixel's C bytes: RGBX's last pad byte may not be there */
+    const Py_ssize_t p = A1->p, row_bytes = (A1->n - 1) * P + C, out_bytes = A1->out * C;
+    /* vectors per iteration, so that the lane pattern (period 2P) starts over at each: 96
+     * candidate bytes for P = 3, 32 otherwise; each vector keeps 16 bytes of output when
+     * P = C, 12 for RGBX (3 of every 8 candidates) */
+    const int nv = P == 3 ? 3 : 1, cand = 32 * nv, outs = cand / (2 * P);
     uint8_t mk[6][16];
     int cnt[6];
-    for (int l = 0; l < 2 * nv; l++) cnt[l] = hot_lane_mask(16 * l, C, mk[l]);
+    for (int l = 0; l < 2 * nv; l++) cnt[l] = hot_lane_mask(16 * l, C, P, mk[l]);
     __m256i masks[3];
     for (int v = 0; v < nv; v++)
         masks[v] = _mm256_inserti128_si256(
             _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)mk[2 * v])),
             _mm_loadu_si128((const __m128i *)mk[2 * v + 1]), 1);
     for (; j + outs <= chi; j += outs) {
-        const Py_ssize_t i = (2 * j - p) * C; /* first candidate: the window of pixel j */
-        if (i + cand + (k - 1) * C > row_bytes || j * C + outs * C + 16 > out_bytes) break;
+        const Py_ssize_t i = (2 * j - p) * P; /* first candidate: the window of pixel j */
+        /* loads stay inside the row (the scalar path does the rest); the overlapping 16-byte
+         * stores inside the output row */
+        if (i + cand + (k - 1) * P > row_bytes || j * C + outs * C + 16 > out_bytes) break;
         uint8_t *o = out + j * C;
         for (int v = 0; v < nv; v++) {
-            const __m256i h = _mm256_shuffle_epi8(hot_cand(rows, i + 32 * v, k, C, op), masks[v]);
+            const __m256i h = _mm256_shuffle_epi8(hot_cand(rows, i + 32 * v, k, P, op), masks[v]);
             _mm_storeu_si128((__m128i *)o, _mm256_castsi256_si128(h));
             o += cnt[2 * v];
             _mm_storeu_si128((__m128i *)o, _mm256_extracti128_si256(h, 1));
@@ -180,7 +192,11 @@ static void hot_select(job_t *J)
     if (A0->G != 1 || !(C == 1 || C == 3 || C == 4) || A0->ast || A1->ast) return;
     if (A0->k != A1->k || (A0->k != 2 && A0->k != 3)) return;
     if (A0->s != 2 || A1->s != 2 || A0->d != 1 || A1->d != 1) return;
-    if (A1->s_sG != 1 || A1->s_sn != C || A1->d_sG != 1 || A1->d_sn != C) return;
+    /* channels adjacent; input pixels C bytes apart, or 4 for RGB (RGBX storage); the output
+     * contiguous */
+    const Py_ssize_t P = A1->s_sn;
+    if (A1->s_sG != 1 || !(P == C || (C == 3 && P == 4)) || A1->d_sG != 1 || A1->d_sn != C)
+        return;
     if (op == HOT_AVG && (!A0->cnt || !A1->cnt)) return;
     J->hot_variant = op;
     J->hot = hot_rows_u8;
