@@ -358,27 +358,44 @@ class DiesOnTall:
         return str(self.inner)
 
 
-def test_a_dying_worker_fails_only_its_file(tmp_path, start_method):
+@pytest.mark.parametrize("n_ok", [8, 40])  # 40: files go to the workers several at a time
+def test_a_dying_worker_fails_only_its_file(tmp_path, start_method, n_ok):
     src = tmp_path / "src"
-    for i in range(8):
-        image(src / f"ok{i}.png", size=(20, 20), seed=i)
-    image(src / "ok3x.png", size=(40, 20))  # dies, beside others in flight
+    for i in range(n_ok):
+        image(src / f"ok{i:02d}.png", size=(20, 20), seed=i)
+    image(src / "ok03x.png", size=(40, 20))  # dies, beside others in flight
     image(src / "zz.png", size=(40, 20))  # dies, last
     got = run_all([src], DiesOnTall(), output=tmp_path / "o", recursive=True, workers=2)
-    for name in ("ok3x.png", "zz.png"):
+    for name in ("ok03x.png", "zz.png"):
         assert got[name].status == "failed"
         assert got[name].error.startswith("the worker process died on this file")
-    assert {n: r.error for n, r in got.items() if n not in ("ok3x.png", "zz.png")} == {
-        f"ok{i}.png": None for i in range(8)
+    assert {n: r.error for n, r in got.items() if n not in ("ok03x.png", "zz.png")} == {
+        f"ok{i:02d}.png": None for i in range(n_ok)
     }
     # The pool SIGTERMs the workers beside the dead one: each cleans up after itself. (A hidden
     # temporary file can still be left if the signal lands inside io's commit step; see
     # poolcore/io.py. The outputs under their own names are whole.)
     outputs = [n for n in tree(tmp_path / "o") if not n.startswith(".")]
-    assert outputs == [f"ok{i}.png" for i in range(8)]
+    assert outputs == [f"ok{i:02d}.png" for i in range(n_ok)]
     for name in outputs:
         with Image.open(tmp_path / "o" / name) as im:
             im.load()
+
+
+def test_small_files_go_to_workers_in_chunks_and_suspects_alone():
+    from collections import deque
+
+    tasks = deque(batch.Task(i, f"in{i}", f"out{i}", size=100_000) for i in range(100))
+    first = batch._take_chunk(tasks, set(), workers=2)
+    assert len(first) == batch.CHUNK_FILES  # 8 x 100 kB < 1 MB
+    big = deque(batch.Task(i, f"in{i}", f"out{i}", size=600_000) for i in range(100))
+    assert len(batch._take_chunk(big, set(), workers=2)) == 1  # 1.2 MB would be over
+    tail = deque(batch.Task(i, f"in{i}", f"out{i}", size=10) for i in range(6))
+    assert len(batch._take_chunk(tail, set(), workers=2)) == 1  # the last few spread out
+    solo = {3}
+    mixed = deque(batch.Task(i, f"in{i}", f"out{i}", size=10) for i in range(1, 100))
+    assert [t.index for t in batch._take_chunk(mixed, solo, workers=1)] == [1, 2]
+    assert [t.index for t in batch._take_chunk(mixed, solo, workers=1)] == [3]  # alone
 
 
 def test_small_batches_run_here_unless_workers_are_asked_for(photos, tmp_path, monkeypatch):
