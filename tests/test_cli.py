@@ -380,6 +380,24 @@ def test_python_m_cli_version():
     assert r.returncode == 0 and r.stdout.decode() == VERSION_TEXT
 
 
+def test_quick_exit_keeps_exit_codes_output_and_exit_handlers(src, tmp_path):
+    # cli.run ends with os._exit: the status, buffered output and atexit handlers must survive
+    marker = tmp_path / "atexit.txt"
+    script = ("import atexit; from cli.main import run; "
+              f"atexit.register(lambda: open({str(marker)!r}, 'a').write('ran')); run()")
+    cases = [
+        (["missing.png", "-o", "out/", "--op", "max", "-k", "2"], 1, b"no such file"),
+        (["src/a.png", "-o", "out/", "--op", "max"], 2, b"--op needs -k/--kernel"),
+        (["src/a.png", "-o", "out/", "--op", "max", "-k", "2"], 0, b"1 ok, 0 failed"),
+    ]
+    for args, status, text in cases:
+        r = run_exe([sys.executable, "-c", script, *args])
+        assert r.returncode == status and text in r.stderr, r.stderr
+    r = run_exe([sys.executable, "-c", script, "--version"])
+    assert r.returncode == 0 and r.stdout.decode() == VERSION_TEXT
+    assert marker.read_text() == "ran" * 4
+
+
 def test_installed_script_pools_a_batch_with_workers(src):
     exe = installed_poolimg()
     for i in range(4):
