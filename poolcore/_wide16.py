@@ -22,7 +22,7 @@ import zlib
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, TiffImagePlugin, TiffTags
+from PIL import Image
 
 from .errors import ReadError
 
@@ -148,6 +148,8 @@ def tiff16(a: np.ndarray, fp: BinaryIO, dpi, icc: bytes | None, exif: bytes | No
     """A little-endian, deflate-compressed 16-bit RGB(A) TIFF, through Pillow's IFD writer.
     Of ``exif``, the tags in ``keep_tags`` are written (the others describe another file's
     storage); its EXIF and GPS sub-IFDs are written nested."""
+    from PIL import TiffImagePlugin, TiffTags  # here: only TIFF writes pay for importing them
+
     h, w, c = a.shape
     data = zlib.compress(np.ascontiguousarray(a, dtype="<u2").tobytes(), 6)
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")

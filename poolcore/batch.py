@@ -668,13 +668,18 @@ def tune_for_batch() -> None:
     - glibc's allocator keeps freed memory for the next file instead of returning it to the
       system (elsewhere nothing changes);
     - Pillow allocates each image in one block, so that :func:`poolcore.io.read` can view the
-      pixels of images over 16 MB without copying them.
+      pixels of images over 16 MB without copying them;
+    - what is imported so far leaves the garbage collector's scans (``gc.freeze``): those
+      objects live as long as the process, and a 200-file run spent ~10 ms re-scanning them.
 
     A long-lived program that calls :func:`run` in-process may call it too, at the cost of
     not handing up to its peak heap back to the system.
     """
+    import gc
+
     from PIL import Image
 
+    gc.freeze()
     if hasattr(Image.core, "set_use_block_allocator"):  # Pillow >= 11.2
         Image.core.set_use_block_allocator(1)
     if not sys.platform.startswith("linux"):

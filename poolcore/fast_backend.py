@@ -24,6 +24,7 @@ avg and lp may differ by float rounding only where a long window uses van Herk /
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -289,7 +290,7 @@ def _wraps(x: np.ndarray, op: str, volume: int) -> bool:
 
 def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
     """N-D pooling of a validated call, as :func:`poolcore.numpy_backend.pool`."""
-    if x.size == 0 or _wraps(x, spec.op, int(np.prod([w.k for w in spec.windows]))):
+    if x.size == 0 or _wraps(x, spec.op, math.prod(w.k for w in spec.windows)):
         return numpy_backend.pool(x, spec)
     return _run(x, spec.op, spec.axes, spec.windows, spec.out_shape(x.shape),
                 spec.count_include_pad, float(spec.p), adaptive=False)
@@ -299,7 +300,7 @@ def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
     """Adaptive pooling of a validated call, as :func:`poolcore.numpy_backend.adaptive_pool`:
     windows [floor(i*n/out), ceil((i+1)*n/out)), taps summed in order."""
     out_shape = spec.out_shape(x.shape)
-    volume = int(np.prod([x.shape[a] for a in spec.axes]))
+    volume = math.prod(x.shape[a] for a in spec.axes)
     if x.size == 0 or 0 in out_shape or _wraps(x, spec.op, volume):
         return numpy_backend.adaptive_pool(x, spec)
     windows = []
@@ -370,8 +371,8 @@ def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.
             segs = ((0, w.out, _ST_ADAPT),)
             bounds = w.bounds
         else:
-            band = int(np.prod([merged[j + 1][0] for j in range(i, m)], dtype=np.int64))
-            band *= int(np.prod([x.shape[b] for b in pooled[i + 1:]], dtype=np.int64))
+            band = math.prod(merged[j + 1][0] for j in range(i, m))
+            band *= math.prod(x.shape[b] for b in pooled[i + 1:])
             rows = _numpy_band_rows(x, a, 8) if exact and a == axes[0] else None
             segs = _segments(w, exact_level, line and i == m - 1, band * acc_size, rows,
                              op in ("max", "min"))
@@ -383,12 +384,14 @@ def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.
             w.n, w.k, w.s, w.p, w.d, w.out, g_size,
             x.strides[a], g_stride, dst.strides[dpos[a]], dg_stride, segs, counts, bounds,
         ))
-    volume = float(np.prod([w.k for w in windows])) if not adaptive else 1.0
+    volume = float(math.prod(w.k for w in windows)) if not adaptive else 1.0
     _fast.pool(
         x, dst, kind, fin, p, volume, _threads,
         merged[0][0], merged[0][1], dmerged[0][1], tuple(axes_t), line,
     )
-    res = dst.transpose(np.argsort(full))
+    res = dst.transpose(sorted(range(len(full)), key=full.__getitem__))
+    if op != "lp" and (res.dtype == dtype or dtype.kind != "f"):
+        return res
     # NaN, inf and saturation are the contract's IEEE results, not warnings (as numpy_backend)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if op == "lp":
@@ -396,6 +399,4 @@ def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.
             if dtype.kind in "iu":
                 return numpy_backend.float_to_int(res, dtype)
             return res.astype(dtype, copy=False)
-        if res.dtype != dtype and dtype.kind == "f":
-            return res.astype(dtype)  # float16 sums and averages: one rounding, as numpy
-    return res
+        return res.astype(dtype)  # float16 sums and averages: one rounding, as numpy

@@ -94,6 +94,12 @@ def output_length(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> in
     return out
 
 
+def _clip(a: np.ndarray, hi: int) -> np.ndarray:
+    """``a`` clipped to [0, hi] in place (np.clip's dispatch costs more than the work here)."""
+    np.maximum(a, 0, out=a)
+    return np.minimum(a, hi, out=a)
+
+
 @dataclass(frozen=True)
 class Window:
     """The windows of one pooled axis: length ``n`` pooled to ``out``."""
@@ -119,8 +125,8 @@ class Window:
         when a dilated window holds only padding)."""
         starts = self.starts()
         d = self.d
-        lo = np.clip(-(starts // d), 0, self.k)  # first j with start + j*d >= 0
-        hi = np.clip(-((starts - self.n) // d), 0, self.k)  # first j with start + j*d >= n
+        lo = _clip(-(starts // d), self.k)  # first j with start + j*d >= 0
+        hi = _clip(-((starts - self.n) // d), self.k)  # first j with start + j*d >= n
         return lo, np.maximum(hi, lo)
 
     def counts(self, count_include_pad: bool) -> np.ndarray:
@@ -132,7 +138,7 @@ class Window:
         if count_include_pad:
             starts = self.starts()
             # taps j with start + j*d < n + p (padding on the left is always counted)
-            return np.clip(-((starts - (self.n + self.p)) // self.d), 0, self.k)
+            return _clip(-((starts - (self.n + self.p)) // self.d), self.k)
         lo, hi = self.real_taps()
         return hi - lo
 

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, TiffImagePlugin
+from PIL import Image, ImageFile
 
 from . import _pilview, _wide16
 from .atomic import atomic_file
@@ -822,6 +822,8 @@ def _exif_for(exif: bytes | None, fmt: str, dpi, size: tuple[int, int]) -> bytes
                 if tag not in _DESCRIPTIVE_TAGS:
                     del e[tag]
         elif dpi:
+            from PIL import TiffImagePlugin  # 7 ms of start-up that JPEG and PNG runs skip
+
             for tag, value in ((282, dpi[0]), (283, dpi[1])):
                 if tag in e:
                     e[tag] = TiffImagePlugin.IFDRational(round(value * 1000), 1000)

@@ -18,9 +18,7 @@ written atomically (:mod:`poolcore.atomic`), replacing an existing file.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 from collections.abc import Sequence
 
@@ -110,10 +108,14 @@ def _rounded(row: dict) -> dict:
 
 
 def to_json(records, summary, pipeline, backend) -> str:
+    import json  # here: a run without --report does not pay for it at start-up
+
     return json.dumps(to_dict(records, summary, pipeline, backend), indent=2) + "\n"
 
 
 def to_csv(records, summary, pipeline, backend) -> str:
+    import csv
+
     report = to_dict(records, summary, pipeline, backend)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
