@@ -20,7 +20,7 @@ import ctypes
 
 import numpy as np
 
-__all__ = ["view"]
+__all__ = ["rgbx_base", "view"]
 
 
 class _ArrowSchema(ctypes.Structure):
@@ -112,7 +112,24 @@ def view(im) -> np.ndarray | None:
     if pixel == 1:
         shape, strides = (h, w), (w, 1)
     else:
-        shape, strides = (h, w, bands), (w * pixel, pixel, 1)
+        shape, strides = (h, w, pixel), (w * pixel, pixel, 1)
     interface = {"version": 3, "data": (data, True), "shape": shape, "typestr": "|u1",
                  "strides": strides}
-    return np.asarray(_Pixels(interface, export))
+    full = np.asarray(_Pixels(interface, export))
+    return full if bands == pixel or pixel == 1 else full[..., :bands]
+
+
+def rgbx_base(a: np.ndarray) -> np.ndarray | None:
+    """The contiguous (h, w, 4) uint8 array of which ``a`` is ``[..., :3]``: RGB pixels in
+    Pillow's RGBX layout (as :func:`view` gives them, and as poolcore.imaging pools them);
+    None for any other array. Pooling it pools RGB and the padding byte alike, and Pillow
+    takes it back without unpacking every pixel."""
+    b = a.base
+    if (
+        a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8
+        or not isinstance(b, np.ndarray) or b.dtype != np.uint8
+        or b.shape != a.shape[:2] + (4,) or not b.flags.c_contiguous or a.strides != b.strides
+        or a.__array_interface__["data"][0] != b.__array_interface__["data"][0]
+    ):
+        return None
+    return b

@@ -24,10 +24,12 @@ avg and lp may differ by float rounding only where a long window uses van Herk /
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -171,9 +173,9 @@ def _numpy_segments(w: Window, rows: int | None = None) -> tuple[tuple[int, int,
     return tuple(out)
 
 
-def _numpy_band_rows(x: np.ndarray, axis: int, acc_itemsize: int) -> int:
+def _numpy_band_rows(shape: Sequence[int], axis: int, acc_itemsize: int) -> int:
     """Outputs per band of numpy_backend._separable's first pass (BAND_BYTES of accumulator)."""
-    row_bytes = x.size // max(x.shape[axis], 1) * acc_itemsize
+    row_bytes = math.prod(shape) // max(shape[axis], 1) * acc_itemsize
     return max(1, numpy_backend.BAND_BYTES // max(row_bytes, 1))
 
 
@@ -216,19 +218,20 @@ def _merge(dims: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
     return size, stride
 
 
-def _order(x: np.ndarray, axes: tuple[int, ...], fixed: bool) -> list[int]:
+def _order(shape: Sequence[int], strides: Sequence[int], axes: tuple[int, ...], fixed: bool
+           ) -> list[int]:
     """Dims of the canonical view, outermost first, size-1 non-pooled dims left out.
 
     Memory order (descending |stride|) when it keeps the pooled axes in their pass order (or
     the op does not care about the order), else the given order with the pooled axes placed
     at their positions in pass order."""
     pooled = set(axes)
-    keep = [a for a in range(x.ndim) if x.shape[a] != 1 or a in pooled]
+    keep = [a for a in range(len(shape)) if shape[a] != 1 or a in pooled]
     keys = {}
     nxt = 0
     for a in reversed(keep):
-        if x.shape[a] != 1:
-            nxt = -abs(x.strides[a])
+        if shape[a] != 1:
+            nxt = -abs(strides[a])
         keys[a] = nxt
     mem = sorted(keep, key=lambda a: keys[a])  # stable: ties keep their order
     if not fixed or [a for a in mem if a in pooled] == list(axes):
@@ -311,35 +314,47 @@ def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
     return _run(x, spec.op, spec.axes, windows, out_shape, True, 2.0, adaptive=True)
 
 
-def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.ndarray:
-    """Canonicalise, choose strategies, run the kernel, finish as numpy_backend does."""
-    dtype = x.dtype
-    if not x.flags.aligned:
-        x = x.copy()
+class _Plan(NamedTuple):
+    """Everything of a kernel call but the arrays: the output's shape and dtype in the
+    canonical (input memory) order, the kernel's arguments, and the transpose back."""
+
+    dst_shape: tuple[int, ...]
+    kdtype: np.dtype
+    kind: int
+    fin: int
+    volume: float
+    outer: tuple[int, int, int]  # size, input stride, output stride
+    axes_t: tuple
+    line: bool
+    perm: tuple[int, ...]
+
+
+def _plan(shape, strides, dtype, op, axes, windows, out_shape, count_include_pad, p, adaptive
+          ) -> _Plan | None:
+    """Canonicalise and choose strategies; None when the input's dims do not merge."""
     # sums in double (float sum/avg, every lp) follow numpy's pass order and tap order;
     # max, min and integer sums do not depend on it, so they run in memory order
     exact = op == "lp" or (_is_float(dtype) and op in ("sum", "avg"))
-    order = _order(x, axes, fixed=exact)
-    canon = _canonical(x.shape, x.strides, order, set(axes))
-    if canon is None:  # groups that do not merge into one strided dim (rare): copy once
-        x = np.ascontiguousarray(x)
-        order = _order(x, axes, fixed=exact)
-        canon = _canonical(x.shape, x.strides, order, set(axes))
+    order = _order(shape, strides, axes, fixed=exact)
+    canon = _canonical(shape, strides, order, set(axes))
+    if canon is None:
+        return None
     pooled, merged = canon
     win = dict(zip(axes, windows))
 
     # the output is laid out in the order of the canonical view (the input's memory order)
     kdtype = _kernel_dtype(op, dtype)
-    rest = [a for a in range(x.ndim) if a not in order]
+    rest = [a for a in range(len(shape)) if a not in order]
     full = order + rest
-    dst = np.empty([out_shape[a] for a in full], kdtype)
+    dst_shape = tuple(out_shape[a] for a in full)
+    dst_strides = _c_strides(dst_shape, kdtype.itemsize)
     dpos = {a: i for i, a in enumerate(full)}
     dst_groups: list[list[tuple[int, int]]] = [[]]
     for a in order:
         if a in win:
             dst_groups.append([])
         else:
-            dst_groups[-1].append((dst.shape[dpos[a]], dst.strides[dpos[a]]))
+            dst_groups[-1].append((dst_shape[dpos[a]], dst_strides[dpos[a]]))
     dmerged = [_merge(g) for g in dst_groups]
 
     fin = {"avg": _FIN_AVG, "lp": _FIN_LP}.get(op, _FIN_STORE)
@@ -372,24 +387,54 @@ def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.
             bounds = w.bounds
         else:
             band = math.prod(merged[j + 1][0] for j in range(i, m))
-            band *= math.prod(x.shape[b] for b in pooled[i + 1:])
-            rows = _numpy_band_rows(x, a, 8) if exact and a == axes[0] else None
+            band *= math.prod(shape[b] for b in pooled[i + 1:])
+            rows = _numpy_band_rows(shape, a, 8) if exact and a == axes[0] else None
             segs = _segments(w, exact_level, line and i == m - 1, band * acc_size, rows,
                              op in ("max", "min"))
             bounds = None
         counts = None
         if fin != _FIN_STORE:
             counts = np.ascontiguousarray(w.counts(count_include_pad), dtype=np.int64)
+            counts.flags.writeable = False  # shared by every call of a cached plan
         axes_t.append((
             w.n, w.k, w.s, w.p, w.d, w.out, g_size,
-            x.strides[a], g_stride, dst.strides[dpos[a]], dg_stride, segs, counts, bounds,
+            strides[a], g_stride, dst_strides[dpos[a]], dg_stride, segs, counts, bounds,
         ))
     volume = float(math.prod(w.k for w in windows)) if not adaptive else 1.0
-    _fast.pool(
-        x, dst, kind, fin, p, volume, _threads,
-        merged[0][0], merged[0][1], dmerged[0][1], tuple(axes_t), line,
-    )
-    res = dst.transpose(sorted(range(len(full)), key=full.__getitem__))
+    outer = (merged[0][0], merged[0][1], dmerged[0][1])
+    perm = tuple(sorted(range(len(full)), key=full.__getitem__))
+    return _Plan(dst_shape, kdtype, kind, fin, volume, outer, tuple(axes_t), line, perm)
+
+
+_cached_plan = functools.lru_cache(maxsize=64)(_plan)
+
+
+def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """The strides np.empty(shape) has (C order)."""
+    strides = []
+    step = itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.ndarray:
+    """Plan (cached: a batch pools image after image of one size), run the kernel, finish as
+    numpy_backend does."""
+    dtype = x.dtype
+    if not x.flags.aligned:
+        x = x.copy()
+    args = (op, tuple(axes), tuple(windows), tuple(out_shape), count_include_pad, p, adaptive)
+    # adaptive windows hold arrays (unhashable); they are planned each time
+    plan = (_plan if adaptive else _cached_plan)(x.shape, x.strides, dtype, *args)
+    if plan is None:  # groups that do not merge into one strided dim (rare): copy once
+        x = np.ascontiguousarray(x)
+        plan = _plan(x.shape, x.strides, dtype, *args)
+    dst = np.empty(plan.dst_shape, plan.kdtype)
+    _fast.pool(x, dst, plan.kind, plan.fin, p, plan.volume, _threads, *plan.outer,
+               plan.axes_t, plan.line)
+    res = dst.transpose(plan.perm)
     if op != "lp" and (res.dtype == dtype or dtype.kind != "f"):
         return res
     # NaN, inf and saturation are the contract's IEEE results, not warnings (as numpy_backend)

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _pilview
+
 if TYPE_CHECKING:
     from .io import Item
 
@@ -92,6 +94,9 @@ def _pool_frame(a, mode, pipeline, mixing, linear, backend) -> np.ndarray:
     alpha = mode in _ALPHA_MODES and mixing
     linear = linear and mode in _SRGB_MODES
     if not alpha and not linear:
+        full = _pilview.rgbx_base(a)
+        if full is not None:  # RGB in RGBX storage: pool all four bytes, keep the layout
+            return _to_dtype(pipeline(full, axes=axes, backend=backend), a.dtype)[..., :3]
         return _to_dtype(pipeline(a, axes=axes, backend=backend), a.dtype)
     top = np.float32(np.iinfo(a.dtype).max)
     if not alpha:

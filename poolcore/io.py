@@ -222,13 +222,19 @@ def read(
         path = os.fspath(source)
         label = name or path
         try:
-            with open(path, "rb") as f:
-                head = f.read(8)
+            f = open(path, "rb")
         except OSError as e:
             raise ReadError(label, e.strerror or str(e)) from None
+        try:
+            head = f.read(8)
+            f.seek(0)
+        except OSError as e:
+            f.close()
+            raise ReadError(label, e.strerror or str(e)) from None
         if head.startswith(b"\x93NUMPY"):
+            f.close()
             return _read_npy(path, label, layout)
-        return _read_image(lambda: open(path, "rb"), label, max_pixels)
+        return _read_image(_opener(path, f), label, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:  # a file object: pipes are not seekable, so take it all
@@ -240,6 +246,18 @@ def read(
     if data.startswith(b"\x93NUMPY"):
         return _read_npy(io.BytesIO(data), label, layout)
     return _read_image(lambda: io.BytesIO(data), label, max_pixels)
+
+
+def _opener(path: str, first: BinaryIO):
+    """Opens ``path`` for the decoder: the first call hands over ``first`` (already open for
+    the format sniff: one open less per file), later ones (a second look at a 16-bit PNG, a
+    bomb's header) open it again."""
+    pending = [first]
+
+    def opener() -> BinaryIO:
+        return pending.pop() if pending else open(path, "rb")
+
+    return opener
 
 
 def _read_npy(src, label: str, layout: str | None) -> Item:
@@ -798,6 +816,12 @@ def _icc_space(icc: bytes) -> bytes:
 
 def _to_pil(a: np.ndarray, hint: str | None, fmt: str) -> Image.Image:
     mode = _mode_of(a, hint)
+    rgbx = _pilview.rgbx_base(a) if mode == "RGB" else None
+    if rgbx is not None:
+        size = (a.shape[1], a.shape[0])
+        if fmt in ("JPEG", "WEBP"):  # their encoders take RGBX as RGB: no copy at all
+            return Image.frombuffer("RGBX", size, rgbx, "raw", "RGBX", 0, 1)
+        return Image.frombytes("RGB", size, rgbx, "raw", "RGBX")  # a plain copy, no unpacking
     if mode == "CMYK":
         im = Image.frombuffer("CMYK", (a.shape[1], a.shape[0]),
                               np.ascontiguousarray(a), "raw", "CMYK", 0, 1)

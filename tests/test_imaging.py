@@ -180,3 +180,35 @@ def test_pooling_uses_the_backend_argument():
 
     pool_item(Item(u8(2, 2), (0, 1), "image", mode="L"), Pipe(), backend="numpy")
     assert seen == [((0, 1), "numpy")]
+
+
+# ---------------------------------------------------------------------- RGBX storage
+
+
+@pytest.mark.parametrize("pipeline", ["avg(2)", "max(3, stride=2, padding=1)", "median(3)",
+                                      "sum(2)", "adaptive_avg((5, 7)) | min(2)"])
+def test_rgb_in_rgbx_storage_pools_like_a_plain_array(pipeline):
+    """An RGB image viewed in Pillow's 4-byte pixels is pooled with its padding byte and comes
+    back in that layout; its RGB values are those of pooling the plain (h, w, 3) array."""
+    from poolcore import _pilview
+
+    full = u8(37, 53, 4)
+    view = full[..., :3]
+    assert _pilview.rgbx_base(view) is full
+    pipe = Pipeline.parse(pipeline)
+    out = pool_item(Item(array=view, axes=(0, 1), kind="image", mode="RGB"), pipe).array
+    plain = pool_item(Item(array=view.copy(), axes=(0, 1), kind="image", mode="RGB"), pipe).array
+    np.testing.assert_array_equal(out, plain, strict=True)
+    if pipeline in ("avg(2)", "sum(2)"):  # outputs in C order keep the layout for the writer
+        assert _pilview.rgbx_base(out) is not None
+
+
+def test_rgbx_base_is_only_the_first_three_bytes_of_contiguous_pixels():
+    from poolcore import _pilview
+
+    full = u8(6, 5, 4)
+    assert _pilview.rgbx_base(full[..., :3]) is full
+    for a in (full, full[..., 1:], full[..., :2], full[:, ::2, :3], full[..., :3].copy(),
+              full.astype(np.uint16)[..., :3], full[::-1][..., :3]):
+        assert _pilview.rgbx_base(a) is None
+

@@ -864,17 +864,23 @@ def test_view_outlives_the_closed_image():
     del garbage
 
 
-def test_read_views_single_frames_and_copies_animation_frames(tmp_path):
+def _in_pillow_memory(a: np.ndarray) -> bool:
+    """Whether ``a`` views an image's own storage (through _pilview's export holder)."""
     from poolcore import _pilview
 
+    while isinstance(a, np.ndarray):
+        a = a.base
+    return isinstance(a, _pilview._Pixels)
+
+
+def test_read_views_single_frames_and_copies_animation_frames(tmp_path):
     item = pio.read(SAMPLES / "photo.jpg")
-    shared = isinstance(item.array.base, _pilview._Pixels)
-    assert shared == hasattr(Image.Image, "__arrow_c_array__")
+    assert _in_pillow_memory(item.array) == hasattr(Image.Image, "__arrow_c_array__")
     frames = [Image.new("RGB", (6, 4), c) for c in ("red", "green", "blue")]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     anim = pio.read(tmp_path / "a.gif")
     assert [tuple(f[0, 0]) for f in anim.frames] == [(255, 0, 0), (0, 128, 0), (0, 0, 255)]
-    assert not any(isinstance(f.base, _pilview._Pixels) for f in anim.frames)
+    assert not any(_in_pillow_memory(f) for f in anim.frames)
 
 
 def test_view_of_an_image_over_pillows_block_size():
@@ -895,3 +901,33 @@ def test_view_of_an_image_over_pillows_block_size():
     finally:
         Image.core.set_block_size(old[0])
         Image.core.set_use_block_allocator(old[1])
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "webp", "png", "tif", "bmp", "gif"])
+def test_rgb_in_rgbx_storage_writes_the_same_file(tmp_path, fmt):
+    """RGB pixels that sit in 4-byte storage (a read view, a pooled image) go to Pillow without
+    unpacking; the file is byte for byte the one the plain array gives."""
+    full = np.random.default_rng(3).integers(0, 256, (31, 45, 4), dtype=np.uint8)
+    a, b = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+    pio.write(pio.Item(array=full[..., :3], axes=(0, 1), kind="image", mode="RGB"), a)
+    pio.write(pio.Item(array=full[..., :3].copy(), axes=(0, 1), kind="image", mode="RGB"), b)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_read_leaves_no_file_open(tmp_path):
+    """The format sniff's file is the one the decoder reads; every path, errors included,
+    closes what it opened."""
+    np.save(tmp_path / "t.npy", np.zeros((3, 4), np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for _ in range(3):
+        for name in ("photo.jpg", "rgb16.png", "animated.gif", "cmyk.jpg"):
+            pio.read(SAMPLES / name)
+        pio.read(tmp_path / "t.npy")
+        with pytest.raises(pio.ReadError):
+            pio.read(tmp_path / "bad.png")
+        with pytest.raises(pio.ReadError):
+            pio.read(SAMPLES / "photo.jpg", max_pixels=10)
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) == fds
+

@@ -470,6 +470,21 @@ def test_empty_and_size_one_axes():
             check(x, op, kernel=(1, 2) if shape[axes[0]] == 1 else 2, axes=axes)
 
 
+def test_cached_plans_follow_shape_strides_and_dtype():
+    """Calls that share a plan (same shape, strides, dtype and parameters) and calls that differ
+    only in strides or dtype each get their own right answer; the cached divisors stay intact."""
+    rng = np.random.default_rng(15)
+    base = sample("uint8", (30, 42, 3), rng)
+    kw = dict(kernel=3, stride=2, padding=1, axes=(0, 1))
+    for x in (base, base.copy()[::-1], sample("uint8", (30, 42, 3), rng),
+              np.ascontiguousarray(base.transpose(1, 0, 2))[:30, :, :],
+              base.astype(np.uint16), np.asfortranarray(base)):
+        for op in ("avg", "max", "sum"):
+            check(x, op, **kw)
+            check(x, op, **kw)  # the second call runs on the cached plan
+    assert fast_backend._cached_plan.cache_info().hits > 0
+
+
 # --------------------------------------------------------------------------- threads
 
 
