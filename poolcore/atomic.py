@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -113,6 +112,8 @@ def _link_unnamed(f, directory: str, base: str, path: str, overwrite: bool) -> s
     finally:
         os.close(dir_fd)
     # No links at all: copy the bytes into a named temp file.
+    import shutil  # here: it costs ~5 ms of every poolimg start, and few file systems get here
+
     fd, tmp = _temp_beside(directory, base)
     try:
         with os.fdopen(fd, "wb") as out:
