@@ -781,7 +781,9 @@ def encode(
             _wide16.tiff16(frames[0], fp, item.dpi, icc, exif, keep_tags=_DESCRIPTIVE_TAGS)
         return
     images = [_to_pil(a, item.mode, fmt) for a in frames]
-    if icc and images[0].mode != mode and _icc_space(icc) == b"GRAY":
+    if icc and mode in ("L", "LA") and images[0].mode not in ("L", "LA") and (
+        _icc_space(icc) == b"GRAY"
+    ):
         icc = None  # gray stored as RGB (WebP): a gray profile would not fit
     params: dict = {}
     if icc and fmt != "BMP" and fmt != "GIF":

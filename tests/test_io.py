@@ -931,3 +931,15 @@ def test_read_leaves_no_file_open(tmp_path):
     if fds is not None:
         assert len(os.listdir("/proc/self/fd")) == fds
 
+
+def test_rgbx_hand_over_keeps_the_colour_profile(tmp_path):
+    """A JPEG written from RGBX storage (Pillow sees mode RGBX) keeps the item's ICC profile,
+    whatever colour space it names, as the plain array does."""
+    full = np.zeros((8, 10, 4), np.uint8)
+    icc = bytes(16) + b"GRAY" + bytes(108)
+    for name, array in (("a.jpg", full[..., :3]), ("b.jpg", full[..., :3].copy())):
+        pio.write(pio.Item(array=array, axes=(0, 1), kind="image", mode="RGB",
+                           icc_profile=icc), tmp_path / name)
+        with Image.open(tmp_path / name) as im:
+            assert im.info.get("icc_profile") == icc
+
