@@ -407,6 +407,8 @@ def _plan(shape, strides, dtype, op, axes, windows, out_shape, count_include_pad
 
 
 _cached_plan = functools.lru_cache(maxsize=64)(_plan)
+# at most ~1 MB of divisors per cached plan (64 plans: 64 MB in the worst case)
+_CACHED_PLAN_MAX_OUTPUTS = 1 << 17
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -426,8 +428,10 @@ def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.
     if not x.flags.aligned:
         x = x.copy()
     args = (op, tuple(axes), tuple(windows), tuple(out_shape), count_include_pad, p, adaptive)
-    # adaptive windows hold arrays (unhashable); they are planned each time
-    plan = (_plan if adaptive else _cached_plan)(x.shape, x.strides, dtype, *args)
+    # adaptive windows hold arrays (unhashable), and a plan holds its divisors (8 bytes an
+    # output): those and long axes are planned each time, so the cache stays small
+    cached = not adaptive and sum(w.out for w in windows) <= _CACHED_PLAN_MAX_OUTPUTS
+    plan = (_cached_plan if cached else _plan)(x.shape, x.strides, dtype, *args)
     if plan is None:  # groups that do not merge into one strided dim (rare): copy once
         x = np.ascontiguousarray(x)
         plan = _plan(x.shape, x.strides, dtype, *args)

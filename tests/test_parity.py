@@ -483,6 +483,12 @@ def test_cached_plans_follow_shape_strides_and_dtype():
             check(x, op, **kw)
             check(x, op, **kw)  # the second call runs on the cached plan
     assert fast_backend._cached_plan.cache_info().hits > 0
+    # a long axis is planned afresh each time: its divisors are not kept alive by the cache
+    before = fast_backend._cached_plan.cache_info()
+    long = sample("float32", (fast_backend._CACHED_PLAN_MAX_OUTPUTS * 2 + 2,), rng)
+    check(long, "avg", kernel=2)
+    after = fast_backend._cached_plan.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)
 
 
 # --------------------------------------------------------------------------- threads
