@@ -116,7 +116,7 @@ def view(im) -> np.ndarray | None:
     interface = {"version": 3, "data": (data, True), "shape": shape, "typestr": "|u1",
                  "strides": strides}
     full = np.asarray(_Pixels(interface, export))
-    return full if bands == pixel or pixel == 1 else full[..., :bands]
+    return full if bands == pixel else full[..., :bands]
 
 
 def rgbx_base(a: np.ndarray) -> np.ndarray | None:

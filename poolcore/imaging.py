@@ -94,10 +94,9 @@ def _pool_frame(a, mode, pipeline, mixing, linear, backend) -> np.ndarray:
     alpha = mode in _ALPHA_MODES and mixing
     linear = linear and mode in _SRGB_MODES
     if not alpha and not linear:
-        full = _pilview.rgbx_base(a)
-        if full is not None:  # RGB in RGBX storage: pool all four bytes, keep the layout
-            return _to_dtype(pipeline(full, axes=axes, backend=backend), a.dtype)[..., :3]
-        return _to_dtype(pipeline(a, axes=axes, backend=backend), a.dtype)
+        full = _pilview.rgbx_base(a)  # RGB in RGBX storage: pool all 4 bytes, keep the layout
+        out = _to_dtype(pipeline(a if full is None else full, axes=axes, backend=backend), a.dtype)
+        return out if full is None else out[..., :3]
     top = np.float32(np.iinfo(a.dtype).max)
     if not alpha:
         lin = np.empty(a.shape, np.float32)

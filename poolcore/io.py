@@ -223,13 +223,13 @@ def read(
         label = name or path
         try:
             f = open(path, "rb")
+            try:
+                head = f.read(8)
+                f.seek(0)
+            except BaseException:
+                f.close()
+                raise
         except OSError as e:
-            raise ReadError(label, e.strerror or str(e)) from None
-        try:
-            head = f.read(8)
-            f.seek(0)
-        except OSError as e:
-            f.close()
             raise ReadError(label, e.strerror or str(e)) from None
         if head.startswith(b"\x93NUMPY"):
             f.close()
@@ -818,15 +818,14 @@ def _icc_space(icc: bytes) -> bytes:
 
 def _to_pil(a: np.ndarray, hint: str | None, fmt: str) -> Image.Image:
     mode = _mode_of(a, hint)
+    size = (a.shape[1], a.shape[0])
     rgbx = _pilview.rgbx_base(a) if mode == "RGB" else None
     if rgbx is not None:
-        size = (a.shape[1], a.shape[0])
         if fmt in ("JPEG", "WEBP"):  # their encoders take RGBX as RGB: no copy at all
             return Image.frombuffer("RGBX", size, rgbx, "raw", "RGBX", 0, 1)
         return Image.frombytes("RGB", size, rgbx, "raw", "RGBX")  # a plain copy, no unpacking
     if mode == "CMYK":
-        im = Image.frombuffer("CMYK", (a.shape[1], a.shape[0]),
-                              np.ascontiguousarray(a), "raw", "CMYK", 0, 1)
+        im = Image.frombuffer("CMYK", size, np.ascontiguousarray(a), "raw", "CMYK", 0, 1)
     else:
         im = Image.fromarray(np.ascontiguousarray(a))
     if fmt == "WEBP" and mode in ("L", "LA"):
