@@ -356,7 +356,29 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
     const Py_ssize_t len = (count - 1) * s + d * (k - 1) + 1;
     const B_T *xs = x + (o0 * s - ub) * I;
     if (I == 1 && d == 1) { /* blocks without index arithmetic */
-        for (Py_ssize_t b0 = 0; b0 < len; b0 += k) {
+        /* Each prefix and suffix scan is a serial chain (an add's latency per element): four
+         * blocks at a time give eight independent chains for the CPU to overlap. The order of
+         * every op is the one-block loop's below, so the results do not depend on it. */
+        Py_ssize_t b0 = 0;
+        for (; b0 + 4 * k <= len; b0 += 4 * k) {
+            const B_T *x0 = xs + b0, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
+            B_T *restrict P0 = P + b0, *restrict S0 = S + b0;
+            B_T p0 = x0[0], p1 = x1[0], p2 = x2[0], p3 = x3[0];
+            B_T s0 = x0[k - 1], s1 = x1[k - 1], s2 = x2[k - 1], s3 = x3[k - 1];
+            P0[0] = p0, P0[k] = p1, P0[2 * k] = p2, P0[3 * k] = p3;
+            S0[k - 1] = s0, S0[2 * k - 1] = s1, S0[3 * k - 1] = s2, S0[4 * k - 1] = s3;
+            for (Py_ssize_t j = 1, r = k - 2; j < k; j++, r--) {
+                P0[j] = p0 = OPX(p0, x0[j]);
+                P0[k + j] = p1 = OPX(p1, x1[j]);
+                P0[2 * k + j] = p2 = OPX(p2, x2[j]);
+                P0[3 * k + j] = p3 = OPX(p3, x3[j]);
+                S0[r] = s0 = OPX(x0[r], s0);
+                S0[k + r] = s1 = OPX(x1[r], s1);
+                S0[2 * k + r] = s2 = OPX(x2[r], s2);
+                S0[3 * k + r] = s3 = OPX(x3[r], s3);
+            }
+        }
+        for (; b0 < len; b0 += k) {
             const Py_ssize_t e = b0 + k < len ? b0 + k : len;
             B_T acc = xs[b0];
             P[b0] = acc;
@@ -365,9 +387,19 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
             S[e - 1] = acc;
             for (Py_ssize_t v = e - 2; v >= b0; v--) S[v] = acc = OPX(xs[v], acc);
         }
-        for (Py_ssize_t o = 0; o < count; o++) {
-            const Py_ssize_t v = o * s;
-            res[o] = (v % k == 0) ? S[v] : OPX(S[v], P[v + k - 1]);
+        if (s == 1) { /* a block's first window is its suffix; the k - 1 after it combine */
+            for (Py_ssize_t v = 0; v < count; v += k) {
+                const Py_ssize_t e = v + k < count ? v + k : count;
+                res[v] = S[v];
+                for (Py_ssize_t u = v + 1; u < e; u++) res[u] = OPX(S[u], P[u + k - 1]);
+            }
+            return;
+        }
+        /* gw_ok (fast_backend) keeps s < k: q = v mod k steps without a division */
+        for (Py_ssize_t o = 0, v = 0, q = 0; o < count; o++, v += s) {
+            res[o] = q == 0 ? S[v] : OPX(S[v], P[v + k - 1]);
+            q += s;
+            while (q >= k) q -= k;
         }
         return;
     }

@@ -183,17 +183,22 @@ def _segments(w: Window, exact_float: int, line: bool, band_bytes: int,
               rows: int | None, minmax: bool) -> tuple:
     """Strategy of one axis: numpy's parts and order for float sums (bit-identical), else
     direct taps for short windows and van Herk / Gil-Werman for long ones. Float avg and lp
-    (``exact_float == 1``) take van Herk too once numpy's tree would cost log2(k) >= 3 levels."""
+    (``exact_float == 1``) take van Herk too once numpy's tree would cost log2(k) >= 3 levels,
+    on bands and lines alike."""
     gw_ok = w.k >= max(_GW_MIN_TAPS, 4 * w.s + 3) and (line or w.d == 1)
     if not line and gw_ok:
         gw_ok = (-(-w.k // w.s) + 4) * band_bytes <= _GW_MAX_BAND_BYTES
     if exact_float:
         segs = _numpy_segments(w, rows)
-        # lines run numpy's tree vectorised (about as fast as van Herk's serial scans, and
-        # bit-identical); bands switch to van Herk once the tree would cost 3+ levels
-        if (exact_float == 1 and not line and w.k >= 8 and gw_ok
-                and any(st == _ST_TREE for *_, st in segs)):
-            return ((0, w.out, _ST_GW),)
+        if exact_float == 1 and gw_ok and any(st == _ST_TREE for *_, st in segs):
+            # van Herk on bands once numpy's tree would cost 3+ levels; on lines (scans four
+            # blocks at a time, ~7 ms on 2048 lines of 2048) once the tree's passes (levels
+            # + one-bits of k) reach 7: k = 31 went 8.9 -> 5.8 ms, k = 8..12 and 16 stay
+            # faster on the tree; dilated lines stay on it (the strided scans measured 3x
+            # slower)
+            tree_passes = w.k.bit_length() - 1 + w.k.bit_count()
+            if (w.k >= 8 and not line) or (line and w.d == 1 and tree_passes >= 7):
+                return ((0, w.out, _ST_GW),)
         return segs
     if line and minmax and w.k >= 4:
         # on a line of single values van Herk's prefix/suffix scans are serial chains; the

@@ -453,6 +453,23 @@ def test_wide_groups_and_long_lines():
         check(line, op, kernel=2, stride=1, axes=0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_float_avg_long_windows_on_lines(dtype):
+    """Float avg over a long window of a line takes van Herk / Gil-Werman (blocks of k, four
+    at a time) instead of numpy's tree: within rounding of the reference, NaN and inf in the
+    same places, for lines that end in a full group of four blocks, a partial one, and less."""
+    rng = np.random.default_rng(13)
+    for k, s, p in [(8, 1, 0), (9, 2, 4), (15, 1, 7), (31, 1, 0), (31, 5, 15), (33, 3, 2)]:
+        for n in (k + 3, 4 * k, 4 * k + 1, 9 * k + 5, 2048):
+            x = sample(dtype, (2, n), rng)
+            for ceil, cip in itertools.product((False, True), (False, True)):
+                check(x, "avg", kernel=k, stride=s, padding=p, ceil_mode=ceil,
+                      count_include_pad=cip, axes=1)
+    square = sample(dtype, (70, 90), rng, special=False)
+    check(square, "avg", kernel=15, stride=1, axes=(0, 1))
+    check(square, "avg", kernel=31, stride=1, padding=15, axes=(0, 1))
+
+
 def test_int64_avg_without_wrapping():
     """64-bit averages whose sums could wrap go to numpy's exact path; others stay in C."""
     x = np.array([[2**62, 2**62, 2**62 + 3], [2**62, 5, 2**63 - 1]], np.int64)
