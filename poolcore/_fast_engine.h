@@ -347,22 +347,57 @@ static void FN(line_tree)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py
 /* van Herk / Gil-Werman: blocks of k taps along each residue class mod d; P is the running op
  * from the start of a block, S to its end; a window is S at its first tap op P at its last
  * (or S alone when it starts a block). Three ops per element whatever k. For float sums the
- * partial sums of a block are exact sums of at most k terms: no drift along the line. */
+ * partial sums of a block are exact sums of at most k terms: no drift along the line.
+ * Positions run in memory order (the classes mod d interleave: d independent chains), and
+ * w = v mod (k d) says where a block starts (w < d) or ends (w >= (k - 1) d) without a
+ * division per position. */
 static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_ssize_t k,
                         Py_ssize_t s, Py_ssize_t d, Py_ssize_t o0, Py_ssize_t o1,
                         B_T *restrict res, B_T *restrict P, B_T *restrict S)
 {
     const Py_ssize_t count = o1 - o0;
     const Py_ssize_t len = (count - 1) * s + d * (k - 1) + 1;
+    const Py_ssize_t kd = k * d;
     const B_T *xs = x + (o0 * s - ub) * I;
-    if (I == 1 && d == 1) { /* blocks without index arithmetic */
-        /* Each prefix and suffix scan is a serial chain (an add's latency per element): four
-         * blocks at a time give eight independent chains for the CPU to overlap. The order of
-         * every op is the one-block loop's below, so the results do not depend on it. */
-        Py_ssize_t b0 = 0;
-        for (; b0 + 4 * k <= len; b0 += 4 * k) {
-            const B_T *x0 = xs + b0, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
-            B_T *restrict P0 = P + b0, *restrict S0 = S + b0;
+    if (I > 1) {
+        for (Py_ssize_t v = 0, w = 0; v < len; v++) {
+            const B_T *xv = xs + v * I, *pp = P + (v - d) * I;
+            B_T *restrict pv = P + v * I;
+            if (w < d)
+                for (Py_ssize_t c = 0; c < I; c++) pv[c] = xv[c];
+            else
+                for (Py_ssize_t c = 0; c < I; c++) pv[c] = OPX(pp[c], xv[c]);
+            if (++w == kd) w = 0;
+        }
+        for (Py_ssize_t v = len - 1, w = (len - 1) % kd; v >= 0; v--) {
+            const B_T *xv = xs + v * I, *sn = S + (v + d) * I;
+            B_T *restrict sv = S + v * I;
+            if (w >= kd - d || v + d >= len) /* a block's or its class's last position */
+                for (Py_ssize_t c = 0; c < I; c++) sv[c] = xv[c];
+            else
+                for (Py_ssize_t c = 0; c < I; c++) sv[c] = OPX(xv[c], sn[c]);
+            if (w-- == 0) w = kd - 1;
+        }
+        for (Py_ssize_t o = 0, v = 0, w = 0; o < count; o++, v += s) {
+            B_T *restrict r = res + o * I;
+            const B_T *sv = S + v * I, *pv = P + (v + kd - d) * I;
+            if (w < d)
+                for (Py_ssize_t c = 0; c < I; c++) r[c] = sv[c];
+            else
+                for (Py_ssize_t c = 0; c < I; c++) r[c] = OPX(sv[c], pv[c]);
+            w += s;
+            while (w >= kd) w -= kd;
+        }
+        return;
+    }
+    /* single values: the same ops without the loops over I */
+    Py_ssize_t v0 = 0; /* positions [0, v0) scanned, a multiple of k d */
+    if (d == 1) {
+        /* each scan is a serial chain (an add's latency per element): four blocks at a time
+         * give eight independent chains for the CPU to overlap, each op as below */
+        for (; v0 + 4 * k <= len; v0 += 4 * k) {
+            const B_T *x0 = xs + v0, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
+            B_T *restrict P0 = P + v0, *restrict S0 = S + v0;
             B_T p0 = x0[0], p1 = x1[0], p2 = x2[0], p3 = x3[0];
             B_T s0 = x0[k - 1], s1 = x1[k - 1], s2 = x2[k - 1], s3 = x3[k - 1];
             P0[0] = p0, P0[k] = p1, P0[2 * k] = p2, P0[3 * k] = p3;
@@ -378,69 +413,27 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
                 S0[3 * k + r] = s3 = OPX(x3[r], s3);
             }
         }
-        for (; b0 < len; b0 += k) {
-            const Py_ssize_t e = b0 + k < len ? b0 + k : len;
-            B_T acc = xs[b0];
-            P[b0] = acc;
-            for (Py_ssize_t v = b0 + 1; v < e; v++) P[v] = acc = OPX(acc, xs[v]);
-            acc = xs[e - 1];
-            S[e - 1] = acc;
-            for (Py_ssize_t v = e - 2; v >= b0; v--) S[v] = acc = OPX(xs[v], acc);
-        }
-        if (s == 1) { /* a block's first window is its suffix; the k - 1 after it combine */
-            for (Py_ssize_t v = 0; v < count; v += k) {
-                const Py_ssize_t e = v + k < count ? v + k : count;
-                res[v] = S[v];
-                for (Py_ssize_t u = v + 1; u < e; u++) res[u] = OPX(S[u], P[u + k - 1]);
-            }
-            return;
-        }
-        /* gw_ok (fast_backend) keeps s < k: q = v mod k steps without a division */
-        for (Py_ssize_t o = 0, v = 0, q = 0; o < count; o++, v += s) {
-            res[o] = q == 0 ? S[v] : OPX(S[v], P[v + k - 1]);
-            q += s;
-            while (q >= k) q -= k;
+    }
+    for (Py_ssize_t v = v0, w = 0; v < len; v++) {
+        P[v] = w < d ? xs[v] : OPX(P[v - d], xs[v]);
+        if (++w == kd) w = 0;
+    }
+    for (Py_ssize_t v = len - 1, w = (len - 1) % kd; v >= v0; v--) {
+        S[v] = (w >= kd - d || v + d >= len) ? xs[v] : OPX(xs[v], S[v + d]);
+        if (w-- == 0) w = kd - 1;
+    }
+    if (d == 1 && s == 1) { /* a block's first window is its suffix; the k - 1 after it combine */
+        for (Py_ssize_t v = 0; v < count; v += k) {
+            const Py_ssize_t e = v + k < count ? v + k : count;
+            res[v] = S[v];
+            for (Py_ssize_t u = v + 1; u < e; u++) res[u] = OPX(S[u], P[u + k - 1]);
         }
         return;
     }
-    for (Py_ssize_t r0 = 0; r0 < d && r0 < len; r0++) {
-        /* forward prefix along class r0: positions r0, r0 + d, ... */
-        Py_ssize_t q = 0;
-        for (Py_ssize_t v = r0; v < len; v += d, q++) {
-            const B_T *xv = xs + v * I;
-            B_T *restrict pv = P + v * I;
-            if (q % k == 0) {
-                for (Py_ssize_t c = 0; c < I; c++) pv[c] = xv[c];
-            } else {
-                const B_T *pp = P + (v - d) * I;
-                for (Py_ssize_t c = 0; c < I; c++) pv[c] = OPX(pp[c], xv[c]);
-            }
-        }
-        /* backward suffix; q is now the count of positions in the class */
-        Py_ssize_t last = r0 + (q - 1) * d;
-        Py_ssize_t qq = q - 1;
-        for (Py_ssize_t v = last; v >= r0; v -= d, qq--) {
-            const B_T *xv = xs + v * I;
-            B_T *restrict sv = S + v * I;
-            if (qq % k == k - 1 || v == last) {
-                for (Py_ssize_t c = 0; c < I; c++) sv[c] = xv[c];
-            } else {
-                const B_T *sn = S + (v + d) * I;
-                for (Py_ssize_t c = 0; c < I; c++) sv[c] = OPX(xv[c], sn[c]);
-            }
-        }
-    }
-    for (Py_ssize_t o = 0; o < count; o++) {
-        Py_ssize_t v = o * s;
-        Py_ssize_t q = v / d;
-        B_T *restrict r = res + o * I;
-        const B_T *sv = S + v * I;
-        if (q % k == 0) {
-            for (Py_ssize_t c = 0; c < I; c++) r[c] = sv[c];
-        } else {
-            const B_T *pv = P + (v + (k - 1) * d) * I;
-            for (Py_ssize_t c = 0; c < I; c++) r[c] = OPX(sv[c], pv[c]);
-        }
+    for (Py_ssize_t o = 0, v = 0, w = 0; o < count; o++, v += s) {
+        res[o] = w < d ? S[v] : OPX(S[v], P[v + kd - d]);
+        w += s;
+        while (w >= kd) w -= kd;
     }
 }
 

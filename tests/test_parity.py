@@ -468,6 +468,14 @@ def test_float_avg_long_windows_on_lines(dtype):
     square = sample(dtype, (70, 90), rng, special=False)
     check(square, "avg", kernel=15, stride=1, axes=(0, 1))
     check(square, "avg", kernel=31, stride=1, padding=15, axes=(0, 1))
+    # lines of several values per position (HWC), and dilated lines (classes mod d interleaved)
+    hwc = sample(dtype, (6, 300, 3), rng)
+    ints = sample("int32", (6, 300, 3), rng)
+    for k, s, d in [(15, 1, 1), (31, 2, 1), (9, 1, 2), (15, 3, 3)]:
+        for x in (hwc, ints, ints[..., 0], hwc[..., 0]):
+            for op in ("sum", "avg", "max"):
+                check(x, op, kernel=(1, k), stride=(1, s), dilation=(1, d), padding=(0, 2),
+                      axes=(0, 1))
 
 
 def test_int64_avg_without_wrapping():
