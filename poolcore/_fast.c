@@ -83,6 +83,14 @@ enum { ST_DIRECT, ST_TREE, ST_GW, ST_LOG, ST_ADAPT };
 #define PC_FMIN(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
 /* int64 sums wrap as numpy's do, without signed-overflow UB */
 #define PC_IADD(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b)))
+/* inlined even where the compiler would not (kernels specialised on a constant argument) */
+#if defined(__GNUC__) || defined(__clang__)
+#define PC_FORCE_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define PC_FORCE_INLINE static __forceinline
+#else
+#define PC_FORCE_INLINE static inline
+#endif
 
 static inline double pc_sq(double v) { return v * v; }
 /* x**p as np.power computes it: its exponent 0.5 is a square root (so (-inf)**0.5 is NaN and

@@ -344,6 +344,43 @@ static void FN(line_tree)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py
 }
 #endif
 
+/* The scans for I > 1 values per position; inlined with I = 2, 3, 4 as constants so that the
+ * loops over I unroll (float32 1024x1024x3, avg 1x15: 17.6 -> 10.3 ms). */
+PC_FORCE_INLINE void FN(line_gw_multi)(
+    const B_T *restrict xs, Py_ssize_t len, Py_ssize_t count, Py_ssize_t I, Py_ssize_t k,
+    Py_ssize_t s, Py_ssize_t d, B_T *restrict res, B_T *restrict P, B_T *restrict S)
+{
+    const Py_ssize_t kd = k * d;
+    for (Py_ssize_t v = 0, w = 0; v < len; v++) {
+        const B_T *xv = xs + v * I, *pp = P + (v - d) * I;
+        B_T *restrict pv = P + v * I;
+        if (w < d)
+            for (Py_ssize_t c = 0; c < I; c++) pv[c] = xv[c];
+        else
+            for (Py_ssize_t c = 0; c < I; c++) pv[c] = OPX(pp[c], xv[c]);
+        if (++w == kd) w = 0;
+    }
+    for (Py_ssize_t v = len - 1, w = (len - 1) % kd; v >= 0; v--) {
+        const B_T *xv = xs + v * I, *sn = S + (v + d) * I;
+        B_T *restrict sv = S + v * I;
+        if (w >= kd - d || v + d >= len) /* a block's or its class's last position */
+            for (Py_ssize_t c = 0; c < I; c++) sv[c] = xv[c];
+        else
+            for (Py_ssize_t c = 0; c < I; c++) sv[c] = OPX(xv[c], sn[c]);
+        if (w-- == 0) w = kd - 1;
+    }
+    for (Py_ssize_t o = 0, v = 0, w = 0; o < count; o++, v += s) {
+        B_T *restrict r = res + o * I;
+        const B_T *sv = S + v * I, *pv = P + (v + kd - d) * I;
+        if (w < d)
+            for (Py_ssize_t c = 0; c < I; c++) r[c] = sv[c];
+        else
+            for (Py_ssize_t c = 0; c < I; c++) r[c] = OPX(sv[c], pv[c]);
+        w += s;
+        while (w >= kd) w -= kd;
+    }
+}
+
 /* van Herk / Gil-Werman: blocks of k taps along each residue class mod d; P is the running op
  * from the start of a block, S to its end; a window is S at its first tap op P at its last
  * (or S alone when it starts a block). Three ops per element whatever k. For float sums the
@@ -359,36 +396,12 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
     const Py_ssize_t len = (count - 1) * s + d * (k - 1) + 1;
     const Py_ssize_t kd = k * d;
     const B_T *xs = x + (o0 * s - ub) * I;
-    if (I > 1) {
-        for (Py_ssize_t v = 0, w = 0; v < len; v++) {
-            const B_T *xv = xs + v * I, *pp = P + (v - d) * I;
-            B_T *restrict pv = P + v * I;
-            if (w < d)
-                for (Py_ssize_t c = 0; c < I; c++) pv[c] = xv[c];
-            else
-                for (Py_ssize_t c = 0; c < I; c++) pv[c] = OPX(pp[c], xv[c]);
-            if (++w == kd) w = 0;
-        }
-        for (Py_ssize_t v = len - 1, w = (len - 1) % kd; v >= 0; v--) {
-            const B_T *xv = xs + v * I, *sn = S + (v + d) * I;
-            B_T *restrict sv = S + v * I;
-            if (w >= kd - d || v + d >= len) /* a block's or its class's last position */
-                for (Py_ssize_t c = 0; c < I; c++) sv[c] = xv[c];
-            else
-                for (Py_ssize_t c = 0; c < I; c++) sv[c] = OPX(xv[c], sn[c]);
-            if (w-- == 0) w = kd - 1;
-        }
-        for (Py_ssize_t o = 0, v = 0, w = 0; o < count; o++, v += s) {
-            B_T *restrict r = res + o * I;
-            const B_T *sv = S + v * I, *pv = P + (v + kd - d) * I;
-            if (w < d)
-                for (Py_ssize_t c = 0; c < I; c++) r[c] = sv[c];
-            else
-                for (Py_ssize_t c = 0; c < I; c++) r[c] = OPX(sv[c], pv[c]);
-            w += s;
-            while (w >= kd) w -= kd;
-        }
-        return;
+    switch (I) {
+    case 1: break;
+    case 2: FN(line_gw_multi)(xs, len, count, 2, k, s, d, res, P, S); return;
+    case 3: FN(line_gw_multi)(xs, len, count, 3, k, s, d, res, P, S); return;
+    case 4: FN(line_gw_multi)(xs, len, count, 4, k, s, d, res, P, S); return;
+    default: FN(line_gw_multi)(xs, len, count, I, k, s, d, res, P, S); return;
     }
     /* single values: the same ops without the loops over I */
     Py_ssize_t v0 = 0; /* positions [0, v0) scanned, a multiple of k d */
