@@ -352,21 +352,25 @@ PC_FORCE_INLINE void FN(line_gw_multi)(
 {
     const Py_ssize_t kd = k * d;
     for (Py_ssize_t v = 0, w = 0; v < len; v++) {
-        const B_T *xv = xs + v * I, *pp = P + (v - d) * I;
+        const B_T *xv = xs + v * I;
         B_T *restrict pv = P + v * I;
-        if (w < d)
+        if (w < d) {
             for (Py_ssize_t c = 0; c < I; c++) pv[c] = xv[c];
-        else
+        } else {
+            const B_T *pp = P + (v - d) * I;
             for (Py_ssize_t c = 0; c < I; c++) pv[c] = OPX(pp[c], xv[c]);
+        }
         if (++w == kd) w = 0;
     }
     for (Py_ssize_t v = len - 1, w = (len - 1) % kd; v >= 0; v--) {
-        const B_T *xv = xs + v * I, *sn = S + (v + d) * I;
+        const B_T *xv = xs + v * I;
         B_T *restrict sv = S + v * I;
-        if (w >= kd - d || v + d >= len) /* a block's or its class's last position */
+        if (w >= kd - d || v + d >= len) { /* a block's or its class's last position */
             for (Py_ssize_t c = 0; c < I; c++) sv[c] = xv[c];
-        else
+        } else {
+            const B_T *sn = S + (v + d) * I;
             for (Py_ssize_t c = 0; c < I; c++) sv[c] = OPX(xv[c], sn[c]);
+        }
         if (w-- == 0) w = kd - 1;
     }
     for (Py_ssize_t o = 0, v = 0, w = 0; o < count; o++, v += s) {
