@@ -408,10 +408,62 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
     default: FN(line_gw_multi)(xs, len, count, I, k, s, d, res, P, S); return;
     }
     /* single values: the same ops without the loops over I */
+    if (d == 1 && s == 1) {
+        /* Every window u after a block's first is S[u] op the next block's prefix up to
+         * u + k - 1: the prefix is scanned as it is used (no P array), after all suffixes.
+         * Each scan is a serial chain (an add's latency per element), so four blocks run at a
+         * time as independent chains; every op is the one-block loop's. */
+        Py_ssize_t v0 = 0;
+        for (; v0 + 4 * k <= len; v0 += 4 * k) {
+            const B_T *x0 = xs + v0, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
+            B_T *restrict S0 = S + v0;
+            B_T s0 = x0[k - 1], s1 = x1[k - 1], s2 = x2[k - 1], s3 = x3[k - 1];
+            S0[k - 1] = s0, S0[2 * k - 1] = s1, S0[3 * k - 1] = s2, S0[4 * k - 1] = s3;
+            for (Py_ssize_t r = k - 2; r >= 0; r--) {
+                S0[r] = s0 = OPX(x0[r], s0);
+                S0[k + r] = s1 = OPX(x1[r], s1);
+                S0[2 * k + r] = s2 = OPX(x2[r], s2);
+                S0[3 * k + r] = s3 = OPX(x3[r], s3);
+            }
+        }
+        for (; v0 < len; v0 += k) {
+            const Py_ssize_t e = v0 + k < len ? v0 + k : len;
+            B_T acc = xs[e - 1];
+            S[e - 1] = acc;
+            for (Py_ssize_t v = e - 2; v >= v0; v--) S[v] = acc = OPX(xs[v], acc);
+        }
+        Py_ssize_t b = 0;
+        for (; b + 4 * k <= count; b += 4 * k) {
+            const B_T *y0 = xs + b + k, *y1 = y0 + k, *y2 = y1 + k, *y3 = y2 + k;
+            const B_T *S0 = S + b + 1;
+            B_T *restrict r0 = res + b + 1;
+            res[b] = S[b], res[b + k] = S[b + k], res[b + 2 * k] = S[b + 2 * k];
+            res[b + 3 * k] = S[b + 3 * k];
+            B_T p0 = y0[0], p1 = y1[0], p2 = y2[0], p3 = y3[0];
+            for (Py_ssize_t j = 0;;) {
+                r0[j] = OPX(S0[j], p0);
+                r0[k + j] = OPX(S0[k + j], p1);
+                r0[2 * k + j] = OPX(S0[2 * k + j], p2);
+                r0[3 * k + j] = OPX(S0[3 * k + j], p3);
+                if (++j == k - 1) break;
+                p0 = OPX(p0, y0[j]), p1 = OPX(p1, y1[j]), p2 = OPX(p2, y2[j]);
+                p3 = OPX(p3, y3[j]);
+            }
+        }
+        for (; b < count; b += k) {
+            const Py_ssize_t e = b + k < count ? b + k : count;
+            res[b] = S[b];
+            B_T p = xs[b + k];
+            for (Py_ssize_t u = b + 1; u < e; u++) {
+                if (u > b + 1) p = OPX(p, xs[u + k - 1]);
+                res[u] = OPX(S[u], p);
+            }
+        }
+        return;
+    }
     Py_ssize_t v0 = 0; /* positions [0, v0) scanned, a multiple of k d */
     if (d == 1) {
-        /* each scan is a serial chain (an add's latency per element): four blocks at a time
-         * give eight independent chains for the CPU to overlap, each op as below */
+        /* four blocks at a time: eight independent chains, each op as below */
         for (; v0 + 4 * k <= len; v0 += 4 * k) {
             const B_T *x0 = xs + v0, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
             B_T *restrict P0 = P + v0, *restrict S0 = S + v0;
@@ -438,14 +490,6 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
     for (Py_ssize_t v = len - 1, w = (len - 1) % kd; v >= v0; v--) {
         S[v] = (w >= kd - d || v + d >= len) ? xs[v] : OPX(xs[v], S[v + d]);
         if (w-- == 0) w = kd - 1;
-    }
-    if (d == 1 && s == 1) { /* a block's first window is its suffix; the k - 1 after it combine */
-        for (Py_ssize_t v = 0; v < count; v += k) {
-            const Py_ssize_t e = v + k < count ? v + k : count;
-            res[v] = S[v];
-            for (Py_ssize_t u = v + 1; u < e; u++) res[u] = OPX(S[u], P[u + k - 1]);
-        }
-        return;
     }
     for (Py_ssize_t o = 0, v = 0, w = 0; o < count; o++, v += s) {
         res[o] = w < d ? S[v] : OPX(S[v], P[v + kd - d]);
