@@ -171,6 +171,8 @@ typedef struct job {
     hot_fn hot;                     /* fused kernel for interior rows, or NULL */
     Py_ssize_t hot_lo, hot_hi;      /* rows of axis 0 whose windows are inside the input */
     int hot_variant;
+    unsigned char hot_mask[6][16];  /* the fused kernel's byte shuffles, made once per call */
+    int hot_kept[6];                /* bytes each keeps */
 } job_t;
 
 typedef struct {

@@ -125,28 +125,49 @@ PC_AVX2_FN static Py_ssize_t hot_row_avx2(const job_t *J, const uint8_t *const *
      * candidate bytes for P = 3, 32 otherwise; each vector keeps 16 bytes of output when
      * P = C, 12 for RGBX (3 of every 8 candidates) */
     const int nv = P == 3 ? 3 : 1, cand = 32 * nv, outs = cand / (2 * P);
-    uint8_t mk[6][16];
-    int cnt[6];
-    for (int l = 0; l < 2 * nv; l++) cnt[l] = hot_lane_mask(16 * l, C, P, mk[l]);
+    const int *cnt = J->hot_kept;
     __m256i masks[3];
     for (int v = 0; v < nv; v++)
         masks[v] = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)mk[2 * v])),
-            _mm_loadu_si128((const __m128i *)mk[2 * v + 1]), 1);
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)J->hot_mask[2 * v])),
+            _mm_loadu_si128((const __m128i *)J->hot_mask[2 * v + 1]), 1);
+    /* outs pixels from pixel j into o: loads at candidate (2 j - p) P, 16-byte stores that
+     * overlap and reach up to 16 bytes past the outs * C kept */
+#define HOT_BLOCK(o_)                                                                      \
+    do {                                                                                   \
+        const Py_ssize_t i_ = (2 * j - p) * P; /* first candidate: the window of pixel j */ \
+        uint8_t *o = (o_);                                                                 \
+        for (int v = 0; v < nv; v++) {                                                    \
+            const __m256i h =                                                              \
+                _mm256_shuffle_epi8(hot_cand(rows, i_ + 32 * v, k, P, op), masks[v]);      \
+            _mm_storeu_si128((__m128i *)o, _mm256_castsi256_si128(h));                     \
+            o += cnt[2 * v];                                                               \
+            _mm_storeu_si128((__m128i *)o, _mm256_extracti128_si256(h, 1));                \
+            o += cnt[2 * v + 1];                                                           \
+        }                                                                                  \
+    } while (0)
+    /* loads stay inside the row, stores inside the output row */
+    const Py_ssize_t last_load = row_bytes - cand - (k - 1) * P; /* largest first candidate */
     for (; j + outs <= chi; j += outs) {
-        const Py_ssize_t i = (2 * j - p) * P; /* first candidate: the window of pixel j */
-        /* loads stay inside the row (the scalar path does the rest); the overlapping 16-byte
-         * stores inside the output row */
-        if (i + cand + (k - 1) * P > row_bytes || j * C + outs * C + 16 > out_bytes) break;
-        uint8_t *o = out + j * C;
-        for (int v = 0; v < nv; v++) {
-            const __m256i h = _mm256_shuffle_epi8(hot_cand(rows, i + 32 * v, k, P, op), masks[v]);
-            _mm_storeu_si128((__m128i *)o, _mm256_castsi256_si128(h));
-            o += cnt[2 * v];
-            _mm_storeu_si128((__m128i *)o, _mm256_extracti128_si256(h, 1));
-            o += cnt[2 * v + 1];
-        }
+        if ((2 * j - p) * P > last_load || j * C + outs * C + 16 > out_bytes) break;
+        HOT_BLOCK(out + j * C);
     }
+    /* The row's last pixels: one more block, started early enough that its loads stay in the
+     * row, into a scratch buffer; the pixels from j on are copied out (fewer than outs). */
+    if (j < chi) {
+        const Py_ssize_t jt = j;
+        j = chi - outs;
+        while (j > 0 && (2 * j - p) * P > last_load) j--;
+        if (j <= jt && j + outs > jt && (2 * j - p) * P >= 0 && (2 * j - p) * P <= last_load) {
+            uint8_t tmp[16 * 6 + 16];
+            HOT_BLOCK(tmp);
+            const Py_ssize_t stop = j + outs < chi ? j + outs : chi;
+            memcpy(out + jt * C, tmp + (jt - j) * C, (size_t)((stop - jt) * C));
+            return stop;
+        }
+        j = jt;
+    }
+#undef HOT_BLOCK
     return j;
 }
 #endif
@@ -200,6 +221,10 @@ static void hot_select(job_t *J)
     if (op == HOT_AVG && (!A0->cnt || !A1->cnt)) return;
     J->hot_variant = op;
     J->hot = hot_rows_u8;
+#if PC_HAVE_AVX2
+    for (int l = 0; l < 6; l++)
+        J->hot_kept[l] = hot_lane_mask(16 * l, (int)C, (int)P, J->hot_mask[l]);
+#endif
     J->hot_lo = (A0->p + A0->s - 1) / A0->s;
     /* last window start that fits: n - k (windows start at o*s - p); none fit when n < k */
     J->hot_hi = A0->n - A0->k + A0->p >= 0 ? (A0->n - A0->k + A0->p) / A0->s + 1 : 0;

@@ -238,12 +238,9 @@ def test_fused_uint8_kernels_match_generic(channels, op):
         _fast.config(**{k: old[k] for k in ("hot", "avx2")})
 
 
-def _guarded_rgbx(h: int, w: int, rng, row_pad: int = 0) -> np.ndarray:
-    """An (h, w, 3) uint8 view with RGBX strides (4 * w + row_pad, 4, 1) over exactly the bytes it
-    covers, (h - 1) * row stride + (w - 1) * 4 + 3: no pad byte after the last pixel, and an
-    unreadable page right after it, so a kernel reading past the view crashes the test."""
-    rs = 4 * w + row_pad
-    nbytes = (h - 1) * rs + (w - 1) * 4 + 3
+def _guarded_bytes(nbytes: int, rng) -> np.ndarray:
+    """``nbytes`` random bytes that end right before an unreadable page, so a kernel reading
+    past them crashes the test."""
     npages = -(-nbytes // mmap.PAGESIZE) + 1
     buf = np.frombuffer(mmap.mmap(-1, npages * mmap.PAGESIZE), np.uint8)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -252,6 +249,15 @@ def _guarded_rgbx(h: int, w: int, rng, row_pad: int = 0) -> np.ndarray:
     assert libc.mprotect(guard, mmap.PAGESIZE, 0) == 0, os.strerror(ctypes.get_errno())
     data = buf[(npages - 1) * mmap.PAGESIZE - nbytes:(npages - 1) * mmap.PAGESIZE]
     data[:] = rng.integers(0, 256, nbytes, dtype=np.uint8)
+    return data
+
+
+def _guarded_rgbx(h: int, w: int, rng, row_pad: int = 0) -> np.ndarray:
+    """An (h, w, 3) uint8 view with RGBX strides (4 * w + row_pad, 4, 1) over exactly the bytes it
+    covers, (h - 1) * row stride + (w - 1) * 4 + 3: no pad byte after the last pixel, and a
+    guard page right after it."""
+    rs = 4 * w + row_pad
+    data = _guarded_bytes((h - 1) * rs + (w - 1) * 4 + 3, rng)
     return np.lib.stride_tricks.as_strided(data, (h, w, 3), (rs, 4, 1), writeable=False)
 
 
@@ -294,6 +300,23 @@ def test_fused_uint8_rgbx_views(op):
                         _check_hot_modes(x, op, note=f"layout={name}", kernel=k, stride=2,
                                          padding=p, ceil_mode=ceil, count_include_pad=cip,
                                          axes=(0, 1))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="guard pages by mprotect (Linux here)")
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_fused_uint8_packed_rows_end_at_a_guard_page(channels):
+    """Packed images (pixels C bytes apart) that end right before a guard page, on every width
+    up to 100: the fused kernels' last vector block of a row (started early so that its loads
+    stay in the row) and their scalar edges equal numpy and never read past the image."""
+    rng = np.random.default_rng(channels)
+    for w in range(1, 101):
+        h = 2 + w % 5
+        x = _guarded_bytes(h * w * channels, rng).reshape(h, w, channels)
+        x = x if channels > 1 else x[..., 0]
+        for op, k, ceil in itertools.product(("max", "avg"), (2, 3), (False, True)):
+            for p in range(k // 2 + 1):
+                _check_hot_modes(x, op, note=f"w={w}", kernel=k, stride=2, padding=p,
+                                 ceil_mode=ceil, axes=(0, 1))
 
 
 @given(st.sampled_from(["max", "min", "avg"]), st.integers(1, 70), st.integers(1, 70),
