@@ -14,9 +14,11 @@
  * 2x2 avg stays in bytes with pavgb: floor((a+b+c+d+2)/4) = pavg(pavg(a,b), pavg(c,d)) minus
  * a carry bit ((a^b | c^d) & (x^y) & 1), exact for all inputs. 3x3 avg sums in uint16 and
  * divides by 9 as floor((2*sum+9)/18) = mulhi(2*sum+9, 3641), exact for sums <= 9*255.
- * Only rows whose windows lie inside the input come here (J->hot_lo..hot_hi); the columns at
- * the edges of those rows (padding, ceil_mode overhang) and the tail take the scalar path,
- * which is also the whole kernel on CPUs without AVX2.
+ * Only rows whose windows lie inside the input come here (J->hot_lo..hot_hi). A row's last
+ * pixels take one more vector block, started early enough that its loads stay in the row,
+ * into scratch; the columns at the edges (padding, ceil_mode overhang) take the scalar path,
+ * which is also the whole kernel on CPUs without AVX2. The byte shuffles are made once per
+ * call (hot_select), not per row.
  */
 
 enum { HOT_MAX = 0, HOT_MIN = 1, HOT_AVG = 2 };
