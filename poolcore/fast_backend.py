@@ -67,6 +67,9 @@ _ST_DIRECT, _ST_TREE, _ST_GW, _ST_LOG, _ST_ADAPT = 0, 1, 2, 3, 4
 # long windows switch to van Herk / Gil-Werman (about 3 band ops per input position, where
 # direct taps cost k/s): measured crossover k = 7 at stride 1, k = 11 at stride 2
 _GW_MIN_TAPS = 7
+# a dilated line is d interleaved classes, each its own chain: direct taps measured faster up
+# to k = 15-23 (integer sums, d = 2-3; 1024x2048), van Herk from about here
+_GW_MIN_TAPS_DILATED_LINE = 24
 # band mode keeps ceil(k/s) suffix bands per thread; beyond this, stay direct
 _GW_MAX_BAND_BYTES = 64 << 20
 # the last axis runs on padded lines when a position holds at most this many values
@@ -185,7 +188,8 @@ def _segments(w: Window, exact_float: int, line: bool, band_bytes: int,
     direct taps for short windows and van Herk / Gil-Werman for long ones. Float avg and lp
     (``exact_float == 1``) take van Herk too once numpy's tree would cost log2(k) >= 3 levels,
     on bands and lines alike."""
-    gw_ok = w.k >= max(_GW_MIN_TAPS, 4 * w.s + 3) and (line or w.d == 1)
+    gw_ok = w.k >= max(_GW_MIN_TAPS, 4 * w.s + 3) and (
+        w.d == 1 or (line and w.k >= _GW_MIN_TAPS_DILATED_LINE))
     if not line and gw_ok:
         gw_ok = (-(-w.k // w.s) + 4) * band_bytes <= _GW_MAX_BAND_BYTES
     if exact_float:
