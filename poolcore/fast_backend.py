@@ -195,11 +195,10 @@ def _segments(w: Window, exact_float: int, line: bool, band_bytes: int,
     if exact_float:
         segs = _numpy_segments(w, rows)
         if exact_float == 1 and gw_ok and any(st == _ST_TREE for *_, st in segs):
-            # van Herk on bands once numpy's tree would cost 3+ levels; on lines (scans four
-            # blocks at a time, ~7 ms on 2048 lines of 2048) once the tree's passes (levels
-            # + one-bits of k) reach 7: k = 31 went 8.9 -> 5.8 ms, k = 8..12 and 16 stay
-            # faster on the tree; dilated lines stay on it (the strided scans measured 3x
-            # slower)
+            # van Herk on bands once numpy's tree would cost 3+ levels; on lines once the
+            # tree's passes (levels + one-bits of k) reach 7: 2048 lines of 2048 at k = 31
+            # went 8.9 -> 5.6 ms, while k = 8..12 and 16 measured faster on the tree; dilated
+            # lines stay on it (van Herk measured no faster there at k = 15)
             tree_passes = w.k.bit_length() - 1 + w.k.bit_count()
             if (w.k >= 8 and not line) or (line and w.d == 1 and tree_passes >= 7):
                 return ((0, w.out, _ST_GW),)
