@@ -407,13 +407,11 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
     case 4: FN(line_gw_multi)(xs, len, count, 4, k, s, d, res, P, S); return;
     default: FN(line_gw_multi)(xs, len, count, I, k, s, d, res, P, S); return;
     }
-    /* single values: the same ops without the loops over I */
-    if (d == 1 && s == 1) {
-        /* Every window u after a block's first is S[u] op the next block's prefix up to
-         * u + k - 1: the prefix is scanned as it is used (no P array), after all suffixes.
-         * Each scan is a serial chain (an add's latency per element), so four blocks run at a
-         * time as independent chains; every op is the one-block loop's. */
-        Py_ssize_t v0 = 0;
+    /* single values: the same ops without the loops over I. Each scan is a serial chain (an
+     * op's latency per element), so with d = 1 four blocks run at a time as independent
+     * chains, every op as in the loops that finish the line. */
+    Py_ssize_t v0 = 0; /* suffixes of [0, v0) done four blocks at a time */
+    if (d == 1) {
         for (; v0 + 4 * k <= len; v0 += 4 * k) {
             const B_T *x0 = xs + v0, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
             B_T *restrict S0 = S + v0;
@@ -426,12 +424,14 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
                 S0[3 * k + r] = s3 = OPX(x3[r], s3);
             }
         }
-        for (; v0 < len; v0 += k) {
-            const Py_ssize_t e = v0 + k < len ? v0 + k : len;
-            B_T acc = xs[e - 1];
-            S[e - 1] = acc;
-            for (Py_ssize_t v = e - 2; v >= v0; v--) S[v] = acc = OPX(xs[v], acc);
-        }
+    }
+    for (Py_ssize_t v = len - 1, w = (len - 1) % kd; v >= v0; v--) {
+        S[v] = (w >= kd - d || v + d >= len) ? xs[v] : OPX(xs[v], S[v + d]);
+        if (w-- == 0) w = kd - 1;
+    }
+    if (d == 1 && s == 1) {
+        /* every window u after a block's first is S[u] op the next block's prefix up to
+         * u + k - 1: the prefix is scanned as it is used (no P array) */
         Py_ssize_t b = 0;
         for (; b + 4 * k <= count; b += 4 * k) {
             const B_T *y0 = xs + b + k, *y1 = y0 + k, *y2 = y1 + k, *y3 = y2 + k;
@@ -461,35 +461,24 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
         }
         return;
     }
-    Py_ssize_t v0 = 0; /* positions [0, v0) scanned, a multiple of k d */
+    Py_ssize_t v1 = 0; /* prefixes of [0, v1) done four blocks at a time */
     if (d == 1) {
-        /* four blocks at a time: eight independent chains, each op as below */
-        for (; v0 + 4 * k <= len; v0 += 4 * k) {
-            const B_T *x0 = xs + v0, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
-            B_T *restrict P0 = P + v0, *restrict S0 = S + v0;
+        for (; v1 + 4 * k <= len; v1 += 4 * k) {
+            const B_T *x0 = xs + v1, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
+            B_T *restrict P0 = P + v1;
             B_T p0 = x0[0], p1 = x1[0], p2 = x2[0], p3 = x3[0];
-            B_T s0 = x0[k - 1], s1 = x1[k - 1], s2 = x2[k - 1], s3 = x3[k - 1];
             P0[0] = p0, P0[k] = p1, P0[2 * k] = p2, P0[3 * k] = p3;
-            S0[k - 1] = s0, S0[2 * k - 1] = s1, S0[3 * k - 1] = s2, S0[4 * k - 1] = s3;
-            for (Py_ssize_t j = 1, r = k - 2; j < k; j++, r--) {
+            for (Py_ssize_t j = 1; j < k; j++) {
                 P0[j] = p0 = OPX(p0, x0[j]);
                 P0[k + j] = p1 = OPX(p1, x1[j]);
                 P0[2 * k + j] = p2 = OPX(p2, x2[j]);
                 P0[3 * k + j] = p3 = OPX(p3, x3[j]);
-                S0[r] = s0 = OPX(x0[r], s0);
-                S0[k + r] = s1 = OPX(x1[r], s1);
-                S0[2 * k + r] = s2 = OPX(x2[r], s2);
-                S0[3 * k + r] = s3 = OPX(x3[r], s3);
             }
         }
     }
-    for (Py_ssize_t v = v0, w = 0; v < len; v++) {
+    for (Py_ssize_t v = v1, w = 0; v < len; v++) {
         P[v] = w < d ? xs[v] : OPX(P[v - d], xs[v]);
         if (++w == kd) w = 0;
-    }
-    for (Py_ssize_t v = len - 1, w = (len - 1) % kd; v >= v0; v--) {
-        S[v] = (w >= kd - d || v + d >= len) ? xs[v] : OPX(xs[v], S[v + d]);
-        if (w-- == 0) w = kd - 1;
     }
     for (Py_ssize_t o = 0, v = 0, w = 0; o < count; o++, v += s) {
         res[o] = w < d ? S[v] : OPX(S[v], P[v + kd - d]);

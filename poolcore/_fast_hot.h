@@ -148,19 +148,19 @@ PC_AVX2_FN static Py_ssize_t hot_row_avx2(const job_t *J, const uint8_t *const *
             o += cnt[2 * v + 1];                                                           \
         }                                                                                  \
     } while (0)
-    /* loads stay inside the row, stores inside the output row */
+    /* loads stay inside the row: a block may start at pixel jmax at the latest (its last load
+     * ends at the row's last byte); stores stay inside the output row */
     const Py_ssize_t last_load = row_bytes - cand - (k - 1) * P; /* largest first candidate */
-    for (; j + outs <= chi; j += outs) {
-        if ((2 * j - p) * P > last_load || j * C + outs * C + 16 > out_bytes) break;
+    if (last_load < 0) return j;
+    const Py_ssize_t jmax = (last_load / P + p) / 2;
+    for (; j + outs <= chi && j <= jmax && j * C + outs * C + 16 <= out_bytes; j += outs)
         HOT_BLOCK(out + j * C);
-    }
     /* The row's last pixels: one more block, started early enough that its loads stay in the
      * row, into a scratch buffer; the pixels from j on are copied out (fewer than outs). */
     if (j < chi) {
         const Py_ssize_t jt = j;
-        j = chi - outs;
-        while (j > 0 && (2 * j - p) * P > last_load) j--;
-        if (j <= jt && j + outs > jt && (2 * j - p) * P >= 0 && (2 * j - p) * P <= last_load) {
+        j = chi - outs < jmax ? chi - outs : jmax;
+        if (j <= jt && j + outs > jt && 2 * j >= p) {
             uint8_t tmp[16 * 6 + 16];
             HOT_BLOCK(tmp);
             const Py_ssize_t stop = j + outs < chi ? j + outs : chi;
