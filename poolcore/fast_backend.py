@@ -17,7 +17,8 @@ computes:
   4-6x faster there than van Herk's serial prefix scans;
 - the dtype rules of the contract, shared with :mod:`poolcore.numpy_backend`.
 
-Results equal numpy_backend's: bit for bit for max, min, sum and every integer result; float
+Results equal numpy_backend's: bit for bit for max, min (but for the sign of a zero extreme
+present as both +0.0 and -0.0), sum and every integer result; float
 avg and lp may differ by float rounding only where a long window uses van Herk / Gil-Werman
 (and lp with p other than 1 or 2, whose x**p comes from the C library's pow, not numpy's).
 """
@@ -72,6 +73,8 @@ _GW_MIN_TAPS = 7
 _GW_MIN_TAPS_DILATED_LINE = 24
 # band mode keeps ceil(k/s) suffix bands per thread; beyond this, stay direct
 _GW_MAX_BAND_BYTES = 64 << 20
+# windows whose span exceeds this many times their axis (plus the slack) run on numpy
+_MAX_SPAN_FACTOR, _MAX_SPAN_SLACK = 4, 4096
 # the last axis runs on padded lines when a position holds at most this many values
 _LINE_MAX_INNER = 16
 
@@ -83,6 +86,11 @@ def supports(kind: str, spec, dtype: np.dtype) -> bool:
     if chars is None or dtype.char not in chars or not dtype.isnative:
         return False
     if len(spec.axes) > _fast.MAX_AXES:
+        return False
+    if kind == "pool" and any(w.span > _MAX_SPAN_FACTOR * w.n + _MAX_SPAN_SLACK
+                              for w in spec.windows):
+        # A window far longer than its axis (a huge dilation, or padding of up to half a huge
+        # kernel): the engine's line buffers grow with the span, not with the input.
         return False
     if spec.op == "lp":
         p = float(spec.p)

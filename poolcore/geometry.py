@@ -33,11 +33,18 @@ def _as_int(name: str, value: object) -> int:
         ) from None
 
 
+def _is_sequence(value: object) -> bool:
+    """A list, tuple or 1-d+ array (not a str, not a 0-d array, which is one int)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 def as_tuple(name: str, value: int | Sequence[int], nd: int) -> tuple[int, ...]:
     """``value`` as one int per pooled axis; an int applies to every axis."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"`{name}` must be an int or a sequence of ints, got {value!r}")
-    if isinstance(value, Sequence) or isinstance(value, np.ndarray):
+    if _is_sequence(value):
         items = tuple(_as_int(name, v) for v in value)
         if len(items) != nd:
             raise ValueError(
@@ -50,7 +57,10 @@ def as_tuple(name: str, value: int | Sequence[int], nd: int) -> tuple[int, ...]:
 def default_nd(kernel: object, ndim: int) -> int:
     """How many axes a call pools when ``axes`` is None: len(kernel) for a sequence, else
     the last ``min(2, ndim)`` axes (an image's H and W, a signal's only axis)."""
-    if isinstance(kernel, (Sequence, np.ndarray)) and not isinstance(kernel, (str, bytes)):
+    if _is_sequence(kernel):
+        if len(kernel) == 0:
+            raise ValueError("`kernel` (or `output_size`) must have one value per pooled axis, "
+                             "got an empty sequence")
         return len(kernel)
     return min(2, ndim)
 
@@ -63,7 +73,7 @@ def normalize_axes(axes: int | Sequence[int] | None, ndim: int, nd: int) -> tupl
                 f"`kernel` has {nd} values but the input has only {ndim} dimension(s)"
             )
         return tuple(range(ndim - nd, ndim))
-    raw = (axes,) if not isinstance(axes, (Sequence, np.ndarray)) else tuple(axes)
+    raw = tuple(axes) if _is_sequence(axes) else (axes,)
     if len(raw) == 0:
         raise ValueError("`axes` must name at least one axis, got ()")
     out = []
@@ -77,6 +87,11 @@ def normalize_axes(axes: int | Sequence[int] | None, ndim: int, nd: int) -> tupl
     if len(set(out)) != len(out):
         raise ValueError(f"`axes` must not repeat an axis, got {axes!r}")
     return tuple(out)
+
+
+#: The largest kernel, stride, padding or dilation: larger than any axis of an array in
+#: memory, and small enough that the window arithmetic never leaves int64.
+MAX_PARAMETER = 1 << 40
 
 
 def output_length(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -171,6 +186,10 @@ def make_windows(
             raise ValueError(f"`{name}` must be >= 1 on every pooled axis, got {values}")
     if any(v < 0 for v in p):
         raise ValueError(f"`padding` must be >= 0 on every pooled axis, got {p}")
+    for name, values in (("kernel", k), ("stride", s), ("padding", p), ("dilation", d)):
+        if any(v > MAX_PARAMETER for v in values):
+            raise ValueError(f"`{name}` must be at most 2**40 on every pooled axis (no array "
+                             f"axis is longer), got {values}")
     half = tuple((d_ * (k_ - 1) + 1) // 2 for k_, d_ in zip(k, d))
     if any(p_ > h for p_, h in zip(p, half)):
         raise ValueError(
@@ -203,7 +222,7 @@ def adaptive_sizes(
 ) -> tuple[int, ...]:
     """Validate ``output_size`` (an int, or one int or None per axis; None keeps the axis)."""
     nd = len(axes)
-    if output_size is None or not isinstance(output_size, (Sequence, np.ndarray)):
+    if output_size is None or not _is_sequence(output_size):
         values = (output_size,) * nd
     else:
         values = tuple(output_size)

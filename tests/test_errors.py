@@ -93,6 +93,20 @@ CASES = {
                      _("`stride` must be an int or a sequence of ints, got 1.5")),
     "None padding": (pool(X, "max", 2, padding=None), TypeError,
                      _("`padding` must be an int or a sequence of ints, got None")),
+    # beyond any axis: clear errors, never an overflow of the window arithmetic
+    "huge stride": (pool(X, "max", 2, stride=2**63), ValueError,
+                    _("`stride` must be at most 2**40 on every pooled axis (no array axis is "
+                      "longer), got (9223372036854775808, 9223372036854775808)")),
+    "huge kernel": (pool(np.zeros(10), "max", 2**62, padding=2**61, axes=0), ValueError,
+                    _("`kernel` must be at most 2**40")),
+    "huge padding and dilation": (pool(np.zeros(10), "max", 3, stride=1, padding=2**58,
+                                       dilation=2**58, axes=0), ValueError,
+                                  _("`padding` must be at most 2**40")),
+    "empty kernel": (pool(np.zeros((2, 3, 4)), "max", ()), ValueError,
+                     _("`kernel` (or `output_size`) must have one value per pooled axis, got an "
+                       "empty sequence")),
+    "empty output_size": (adaptive(np.zeros((2, 3, 4)), "max", ()), ValueError,
+                          _("got an empty sequence")),
     # wrong number of per-axis values
     "kernel values != axes": (pool(X, "max", (2, 2, 2), axes=(0, 1)), ValueError,
                               _("`kernel` must have one value per pooled axis (2), got (2, 2, 2)")),
@@ -189,3 +203,17 @@ def test_valid_edge_calls_do_not_raise(backend):
     for op in ("max", "avg", "sum", "median", "lp"):
         out = poolcore.pool(empty, op, 2, axes=1, backend=backend)
         assert out.shape == (0, 2)
+    # 0-d integer arrays are ints, as numpy's own scalars
+    assert poolcore.pool(X, "max", np.array(2), axes=np.array(1), backend=backend).shape == (4, 2)
+
+
+@pytest.mark.parametrize("op", ["max", "min", "sum", "avg", "lp", "median"])
+def test_windows_far_longer_than_the_axis(op, backend):
+    """A dilation or kernel (padded by up to half of it) far beyond the axis is valid. Each
+    window holds at most one real element here; the compiled engine, whose line buffers grow
+    with the span, leaves such calls to numpy (once this crashed it)."""
+    x = np.arange(1.0, 11.0)
+    # avg over the one real tap; lp (as torch's: k * avg of x**p, padding counted) its norm
+    out = poolcore.pool(x, op, 3, stride=1, padding=2**20, dilation=2**20, axes=0,
+                        count_include_pad=op == "lp", backend=backend)
+    np.testing.assert_allclose(out, x)
