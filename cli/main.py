@@ -84,7 +84,10 @@ def _print_version(ctx: click.Context, param, value) -> None:
 
 
 class ConfigError(click.FileError):
-    """A --config file that cannot be used (exit status 1, as Click's FileError)."""
+    """A --config file that cannot be used: a usage error (exit status 2, where Click's
+    FileError says 1, which poolimg keeps for "a file of the batch failed")."""
+
+    exit_code = 2
 
     def format_message(self) -> str:
         return f"Invalid config file {self.ui_filename!r}: {self.message}"
@@ -301,6 +304,15 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
         if path is not None and _clashes(path, plan):
             raise click.BadParameter(f"{path!r} is an input or an output of this batch",
                                      ctx=ctx, param_hint=flag)
+        if path is not None and not overwrite and not reports.replaceable(path):
+            what = "report" if flag == "--report" else "contact sheet"
+            raise click.BadParameter(
+                f"{path!r} exists and is not a poolimg {what} (an earlier run's is replaced); "
+                "--overwrite replaces it", ctx=ctx, param_hint=flag)
+
+    if any(t.input == "-" for t in plan.tasks) and sys.stdin.isatty():
+        raise click.UsageError("`-` reads the image from stdin, but stdin is a terminal: "
+                               "redirect or pipe a file in (poolimg - -o out.png < in.png)")
 
     records = _run(ctx, plan, pipeline, options, quiet=quiet, no_progress=no_progress)
     summary = batch.Summary.of(records, records.wall_s)
@@ -357,11 +369,18 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
 
     batch.tune_for_batch()  # files may run in this process too
     received = []
+    here = batch.workers_for(plan, options) <= 1
+    from_stdin = any(t.input == "-" for t in plan.tasks)
 
     def interrupt(signum, frame):
-        # Only note it: an exception raised from a signal handler can land inside the worker
-        # pool's locks and deadlock its shutdown. The loop below stops at the next record.
+        # Note it: the loop below stops at the next record. An exception raised from a signal
+        # handler could land inside the worker pool's locks and deadlock its shutdown, but
+        # with no pool it may stop the file at once: the second signal does, and the first
+        # when reading stdin, whose read can block forever (a stalled pipe under `timeout`).
+        # The file being written is removed (poolcore.atomic).
         received.append(signum)
+        if here and (from_stdin or len(received) > 1):
+            raise KeyboardInterrupt
 
     show = not (quiet or no_progress) and sys.stderr.isatty()
     if show:
@@ -384,16 +403,16 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
                     bar.write(f"failed: {rec.input}: {rec.error}", file=sys.stderr)
                 if received:
                     break  # closing the stream lets the files in flight finish whole
-    except KeyboardInterrupt:  # raised before our handler was in place, or by a library call
-        received.append(signal.SIGINT)
+    except KeyboardInterrupt:  # ours (above), or raised before our handler was in place
+        if not received:
+            received.append(signal.SIGINT)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:
         done = sum(r.status == "ok" for r in records)
-        click.echo(f"\npoolimg: interrupted after {done} of {len(plan)} files (and the files in "
-                   "flight, finished whole); no partial file is left; no report written",
-                   err=True)
+        click.echo(f"\npoolimg: interrupted after {done} of {len(plan)} files; no partial "
+                   "file is left; no report written", err=True)
         ctx.exit(128 + received[0])
     records.wall_s = time.perf_counter() - start
     return records
@@ -429,7 +448,8 @@ def _contact_sheet(records, path: str, quiet: bool) -> None:
         _make_parent(path)
         shown = reports.contact_sheet(records, path, limit=CONTACT_SHEET_LIMIT)
     except (OSError, ValueError) as e:
-        click.echo(f"contact sheet not written: {getattr(e, 'strerror', None) or e}", err=True)
+        why = getattr(e, "strerror", None) or e
+        click.echo(f"poolimg: contact sheet {path} not written: {why}", err=True)
         return
     images = sum(r.status == "ok" and not str(r.output).lower().endswith(".npy")
                  for r in records)

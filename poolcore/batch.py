@@ -279,6 +279,8 @@ def _classify(path: str) -> tuple[str | None, str | None]:
         return "failed", "broken symbolic link"
     if not _ours(path):
         return "skipped", "not an image or .npy (by its suffix)"
+    if not os.path.isfile(path):  # a read from a FIFO or a device could block forever
+        return "failed", "not a regular file (a FIFO, socket or device)"
     return None, None
 
 
@@ -355,13 +357,23 @@ def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOpti
     the_plan = inputs if isinstance(inputs, Plan) else plan(inputs, options)
     yield from the_plan.decided
     tasks = list(the_plan.tasks)
-    workers = min(options.n_workers, len(tasks))
-    if options.workers is None and the_plan.input_bytes < SMALL_BATCH_BYTES:
-        workers = 1
-    if workers <= 1 or any(t.input == STDIO or t.output == STDIO for t in tasks):
+    workers = workers_for(the_plan, options)
+    if workers <= 1:
         yield from _run_here(tasks, pipeline, options)
     else:
         yield from _run_pool(tasks, pipeline, options, workers)
+
+
+def workers_for(the_plan: Plan, options: BatchOptions) -> int:
+    """How many worker processes :func:`run` starts for ``the_plan`` (1: none, the files run
+    in the calling process)."""
+    tasks = the_plan.tasks
+    if any(t.input == STDIO or t.output == STDIO for t in tasks):
+        return 1
+    workers = min(options.n_workers, len(tasks))
+    if options.workers is None and the_plan.input_bytes < SMALL_BATCH_BYTES:
+        workers = 1
+    return max(1, workers)
 
 
 def process(task: Task, pipeline, options: BatchOptions) -> Record:
@@ -381,6 +393,8 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
         rec.pixels = item.pixels
         if options.dry_run:
             rec.out_shape = pipeline.output_shape(rec.in_shape, item.axes)
+            # what the write would refuse (RGBA as JPEG, frames as PNG) fails here too
+            io.check_format(item, None if task.output == STDIO else task.output, task.format)
             rec.status = "ok"
             return rec
         pooled = imaging.pool_item(
@@ -425,8 +439,8 @@ def describe(e: BaseException) -> str:
 
 
 def _not_run(task: Task) -> Record:
-    return Record(task.input, task.output, "skipped",
-                  error="not run: the batch stopped at a failure (fail_fast)", index=task.index)
+    return Record(task.input, task.output, "skipped", index=task.index,
+                  error="not run: the batch stopped at its first failure (--fail-fast)")
 
 
 def _run_here(tasks: list[Task], pipeline, options: BatchOptions) -> Iterator[Record]:

@@ -7,6 +7,7 @@ API (stable; poolcore.batch and the CLI build on it)::
     write(item, path, *, format=None, quality=None, overwrite=False) -> str   # atomic
     encode(item, fp, *, format=None, quality=None, name=None) -> None  # to a binary file
     write_bytes(item, *, format=None, quality=None) -> bytes  # for ``-o -`` (stdout)
+    check_format(item, path, format=None) -> str  # the format write() would use; WriteError
     format_for_path(path) -> str | None      # "PNG", "JPEG", ..., "NPY"; None if not ours
     normalize_format(fmt) -> str             # "jpg", ".tif", "PNG" -> "JPEG", "TIFF", "PNG"
     Item                                     # dataclass: array, axes, kind, mode, frames, ...
@@ -78,6 +79,7 @@ __all__ = [
     "PoolIOError",
     "ReadError",
     "WriteError",
+    "check_format",
     "encode",
     "format_for_path",
     "normalize_format",
@@ -672,6 +674,16 @@ def _target_format(item: Item, path: str | None, format: str | None) -> str:
     return item.format
 
 
+def check_format(item: Item, path: str | os.PathLike | None, format: str | None = None) -> str:
+    """The format :func:`write` would give ``item`` at ``path`` (``None``: a stream); raises
+    WriteError when that format cannot hold it (RGBA as JPEG, 16-bit as WebP, frames as PNG...).
+    Pooling keeps an image's mode and frames, so an input can be checked before it is pooled."""
+    label = os.fspath(path) if path is not None else "<stream>"
+    fmt = _target_format(item, label if path is not None else None, format)
+    _check_writable(item, fmt, label)
+    return fmt
+
+
 def _check_writable(item: Item, fmt: str, label: str) -> None:
     if fmt == "NPY":
         frames = item.all_frames
@@ -721,8 +733,7 @@ def write(
         the input, or its directory does not exist.
     """
     path = os.fspath(path)
-    fmt = _target_format(item, path, format)
-    _check_writable(item, fmt, path)
+    fmt = check_format(item, path, format)
     if os.path.isdir(path):
         raise WriteError(path, "is a directory")
     if item.source and os.path.exists(path) and _same_file(item.source, path):

@@ -13,7 +13,9 @@ The JSON report::
 columns (shapes as ``750x1000x3``, missing values empty), then one line per summary key, the
 pipeline and the backend, each a single field starting with ``#`` (``# wall_s=0.41``). Files
 are listed in input order whatever order they finished in. Reports and the contact sheet are
-written atomically (:mod:`poolcore.atomic`), replacing an existing file.
+written atomically (:mod:`poolcore.atomic`), replacing an existing file; :func:`replaceable`
+tells a report or contact sheet of an earlier run (which a re-run may replace) from any other
+file (which poolimg replaces only with ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -137,6 +139,38 @@ def _csv_cell(value) -> str:
     return str(value)
 
 
+# The PNG text chunk that marks a contact sheet as poolimg's (see replaceable).
+_SHEET_KEY, _SHEET_TEXT = "Software", "poolimg contact sheet"
+
+
+def replaceable(path: str | os.PathLike) -> bool:
+    """Whether writing a report or contact sheet at ``path`` replaces nothing but an earlier
+    one: ``path`` does not exist, or it is a JSON or CSV report (by how ours begin) or a
+    contact sheet (by its PNG text chunk) that poolimg wrote. Anything else, a user's file
+    that happens to have the name, is kept unless the caller says to overwrite."""
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return True
+    if not os.path.isfile(path) or os.path.islink(path):
+        return False
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path, formats=["PNG"]) as im:
+                return im.info.get(_SHEET_KEY) == _SHEET_TEXT
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except Exception:  # unreadable or not what its name says: not ours
+        return False
+    if suffix == ".json":
+        return head.startswith(b'{\n  "pipeline": ')
+    if suffix == ".csv":
+        return head.startswith(",".join(FIELDS).encode() + b"\n")
+    return False
+
+
 def write_report(path: str | os.PathLike, records: Sequence[Record], summary: Summary,
                  pipeline, backend: str) -> None:
     """Write a ``.json`` or ``.csv`` report (by the suffix of ``path``), atomically."""
@@ -235,8 +269,12 @@ def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: 
         draw.text((2 * gap + a.width, y0 + height + 1), f"-> {size_b[0]}x{size_b[1]}",
                   fill="black")
         y0 += height + label + gap
+    from PIL import PngImagePlugin
+
+    mark = PngImagePlugin.PngInfo()
+    mark.add_text(_SHEET_KEY, _SHEET_TEXT)
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
+    sheet.save(buf, format="PNG", pnginfo=mark)
     atomic_write(path, buf.getvalue(), overwrite=True)
     return len(rows)
 

@@ -281,6 +281,19 @@ def test_dry_run_reads_but_writes_nothing(photos, tmp_path):
     assert got["a.png"].out_shape == (12, 16, 3) and got["a.png"].write_s is None
 
 
+def test_dry_run_fails_what_the_write_would_refuse(tmp_path):
+    # A dry run is a CI gate: it must not promise files that the real run then fails.
+    image(tmp_path / "in" / "rgba.png", mode="RGBA")
+    image(tmp_path / "in" / "rgb.png")
+    kw = dict(output=tmp_path / "o", recursive=True, format="jpg", workers=1)
+    dry = run_all([tmp_path / "in"], AVG2, dry_run=True, **kw)
+    real = run_all([tmp_path / "in"], AVG2, **kw)
+    for got in (dry, real):
+        assert got["rgba.png"].status == "failed" and got["rgb.png"].status == "ok"
+    assert "JPEG cannot hold mode RGBA" in dry["rgba.png"].error
+    assert dry["rgba.png"].error == real["rgba.png"].error
+
+
 def test_a_pipeline_error_is_the_files_failure(photos, tmp_path):
     got = run_all([photos / "a.png"], Pipeline.parse("max(40)"), output=tmp_path / "o.png")
     assert got["a.png"].status == "failed"

@@ -188,16 +188,16 @@ def test_config_stages_tables(src):
         ("pipeline = \n", "not valid TOML: "),
     ],
 )
-def test_a_bad_config_is_a_file_error(src, text, message):
+def test_a_bad_config_is_a_usage_error(src, text, message):
     Path("bad.toml").write_text(text)
     r = invoke(["src", "-r", "-o", "o", "--config", "bad.toml"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert r.stderr.startswith(f"Error: Invalid config file 'bad.toml': {message}")
 
 
 def test_a_missing_config(src):
     r = invoke(["src", "-r", "-o", "o", "--config", "nope.toml"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert r.stderr == "Error: Invalid config file 'nope.toml': No such file or directory\n"
 
 
@@ -309,6 +309,25 @@ def test_contact_sheet_says_when_it_shows_only_some(src):
         assert im.format == "PNG"
 
 
+@pytest.mark.parametrize("flag, name", [("--report", "r.json"), ("--report", "r.csv"),
+                                        ("--contact-sheet", "sheet.png")])
+def test_a_rerun_replaces_its_report_but_no_other_file(src, flag, name):
+    run = ["src", "-r", "-o", "out", "-p", "avg(2)", "--skip-existing", flag, name]
+    assert invoke(run).exit_code == 0
+    assert invoke(run).exit_code == 0  # the earlier run's report or sheet: replaced
+    assert report.replaceable(name)
+    # A file of the user's that happens to have that name is kept, and nothing runs...
+    shutil.copy("src/a.png" if name.endswith(".png") else "src/b.jpg", name)
+    before = Path(name).read_bytes()
+    r = invoke([*run[:-3], flag, name])
+    assert r.exit_code == 2
+    assert "exists and is not a poolimg" in r.stderr and "--overwrite replaces it" in r.stderr
+    assert Path(name).read_bytes() == before
+    # ...unless --overwrite says so.
+    assert invoke([*run[:-3], "--overwrite", flag, name]).exit_code == 0
+    assert Path(name).read_bytes() != before
+
+
 def test_interrupt_exits_130_and_writes_no_report(src, monkeypatch):
     from poolcore import batch
 
@@ -322,8 +341,8 @@ def test_interrupt_exits_130_and_writes_no_report(src, monkeypatch):
     monkeypatch.setattr(batch, "run", run)
     r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--report", "r.json", "--workers", "1"])
     assert r.exit_code == 130
-    assert r.stderr == ("\npoolimg: interrupted after 1 of 3 files (and the files in flight, "
-                        "finished whole); no partial file is left; no report written\n")
+    assert r.stderr == ("\npoolimg: interrupted after 1 of 3 files; no partial file is left; "
+                        "no report written\n")
     assert not Path("r.json").exists()
 
 
@@ -427,6 +446,50 @@ def test_installed_script_in_a_pipe(src):
     r = run_exe([exe, "-", "-o", "-", "--op", "avg", "-k", "2"], input=b"not an image")
     assert r.returncode == 1 and r.stdout == b""
     assert "<stdin>" in r.stderr.decode() or "not a recognised image" in r.stderr.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_read_of_stdin_that_blocks(src, sig):
+    """`producer | poolimg - ...` under `timeout` or Ctrl-C, the producer stalled: the read
+    would block forever; the signal stops it at once, and nothing is written."""
+    exe = installed_poolimg()
+    proc = subprocess.Popen([exe, "-", "-o", "out.png", "-p", "avg(2)"], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdin.write(Path("src/a.png").read_bytes()[:40])  # a header, then nothing
+    proc.stdin.flush()
+    time.sleep(1.0)  # started, and blocked in the read
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)  # (the stdin pipe stays open: no EOF)
+    assert proc.returncode == 128 + sig, err.decode()
+    assert "no partial file is left" in err.decode()
+    assert not Path("out.png").exists() and not [n for n in os.listdir(".") if n[0] == "."]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pty as on Linux")
+def test_stdin_from_a_terminal_is_a_usage_error(src):
+    # `poolimg - -o out.png` typed without `< in.png`: say so, instead of waiting for input.
+    import pty
+
+    exe = installed_poolimg()
+    leader, follower = pty.openpty()
+    try:
+        r = subprocess.run([exe, "-", "-o", "out.png", "-p", "avg(2)"], stdin=follower,
+                           capture_output=True, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert r.returncode == 2, r.stderr
+    assert "`-` reads the image from stdin, but stdin is a terminal" in r.stderr.decode()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_is_not_read(src):
+    # Reading a FIFO (or a device) could block forever: a batch fails it and goes on.
+    os.mkfifo("src/pipe.png")
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--workers", "1"])
+    assert r.exit_code == 1
+    assert "not a regular file (a FIFO, socket or device)" in r.stderr
+    assert sorted(os.listdir("out")) == ["a.png", "b.jpg", "sub"]
 
 
 @pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGTERM, False)])
