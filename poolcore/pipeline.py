@@ -175,6 +175,13 @@ class Pipeline:
         """A one-stage pipeline (the CLI's ``--op/-k/-s`` shorthand). For adaptive ops,
         ``kernel`` is the output size."""
         if op.startswith("adaptive_"):
+            given = [flag for flag, value, unset in (("-s/--stride", stride, None),
+                                                    ("--padding", padding, 0),
+                                                    ("--ceil-mode", ceil_mode, False))
+                     if value != unset]
+            if given:  # an adaptive window has no stride or padding: never drop them silently
+                raise ValueError(f"{op} takes only the output size (-k); it has no "
+                                 f"{', '.join(given)}")
             return cls([Stage.make(op, output_size=kernel, **params)])
         return cls([Stage.make(op, kernel=kernel, stride=stride, padding=padding,
                                ceil_mode=ceil_mode, **params)])

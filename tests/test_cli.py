@@ -309,6 +309,16 @@ def test_contact_sheet_says_when_it_shows_only_some(src):
         assert im.format == "PNG"
 
 
+@pytest.mark.parametrize("extra, named", [(["-s", "2"], "-s/--stride"),
+                                          (["--padding", "1"], "--padding"),
+                                          (["--ceil-mode"], "--ceil-mode")])
+def test_adaptive_shorthand_refuses_window_flags(src, extra, named):
+    r = invoke(["src/a.png", "-o", "o.png", "--op", "adaptive_avg", "-k", "7", *extra])
+    assert r.exit_code == 2
+    assert f"adaptive_avg takes only the output size (-k); it has no {named}" in r.stderr
+    assert not Path("o.png").exists()
+
+
 @pytest.mark.parametrize("flag, name", [("--report", "r.json"), ("--report", "r.csv"),
                                         ("--contact-sheet", "sheet.png")])
 def test_a_rerun_replaces_its_report_but_no_other_file(src, flag, name):
