@@ -213,6 +213,12 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
                 f"output {out!r} is a file; with several inputs or a directory it must be a "
                 "directory (created if missing)"
             )
+        if not os.path.exists(out) and not _names_directory(out) and _ours(out):
+            # `poolimg a.png b.png -o both.png` would make a directory named both.png
+            raise ValueError(
+                f"output {out!r} is named like a file, but several inputs or a directory "
+                "need a directory; end it with / to make a directory of that name"
+            )
     out_real = os.path.realpath(out) if to_dir else None
 
     # (input, output, status decided now or None, reason); no output for an input we refuse

@@ -42,6 +42,18 @@ def photos(tmp_path):
     return src
 
 
+def test_several_inputs_into_a_file_name_is_refused(photos, tmp_path):
+    opts = BatchOptions(output=tmp_path / "both.png")
+    with pytest.raises(ValueError, match="named like a file, but several inputs or a directory"):
+        batch.plan([photos / "a.png", photos / "b.jpg"], opts)
+    assert not (tmp_path / "both.png").exists()
+    # a trailing slash says it is a directory; one input may go to a file of any name
+    plan = batch.plan([photos / "a.png", photos / "b.jpg"],
+                      BatchOptions(output=f"{tmp_path / 'both.png'}{os.sep}"))
+    assert len(plan.tasks) == 2
+    assert len(batch.plan([photos / "a.png"], opts).tasks) == 1
+
+
 def by_input(plan):
     out = {t.input: ("run", t.output) for t in plan.tasks}
     out.update({r.input: (r.status, r.error) for r in plan.decided})
