@@ -73,8 +73,6 @@ _GW_MIN_TAPS = 7
 _GW_MIN_TAPS_DILATED_LINE = 24
 # band mode keeps ceil(k/s) suffix bands per thread; beyond this, stay direct
 _GW_MAX_BAND_BYTES = 64 << 20
-# windows whose span exceeds this many times their axis (plus the slack) run on numpy
-_MAX_SPAN_FACTOR, _MAX_SPAN_SLACK = 4, 4096
 # the last axis runs on padded lines when a position holds at most this many values
 _LINE_MAX_INNER = 16
 
@@ -87,11 +85,8 @@ def supports(kind: str, spec, dtype: np.dtype) -> bool:
         return False
     if len(spec.axes) > _fast.MAX_AXES:
         return False
-    if kind == "pool" and any(w.span > _MAX_SPAN_FACTOR * w.n + _MAX_SPAN_SLACK
-                              for w in spec.windows):
-        # A window far longer than its axis (a huge dilation, or padding of up to half a huge
-        # kernel): the engine's line buffers grow with the span, not with the input.
-        return False
+    if kind == "pool" and any(w.far_longer_than_axis for w in spec.windows):
+        return False  # the engine's line buffers would grow with the span, not the input
     if spec.op == "lp":
         p = float(spec.p)
         if not np.isfinite(p):

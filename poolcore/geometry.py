@@ -131,6 +131,14 @@ class Window:
         """Distance from a window's first tap to one past its last: ``d*(k-1) + 1``."""
         return self.d * (self.k - 1) + 1
 
+    @property
+    def far_longer_than_axis(self) -> bool:
+        """Whether the window spans many times its axis (a huge dilation, or padding of up to
+        half a huge kernel): there are at most ``n + 1`` windows and few real taps in each,
+        so the backends reduce the real taps of each window instead of sliding over a padded
+        line as long as the span."""
+        return self.span > 4 * self.n + 4096
+
     def starts(self) -> np.ndarray:
         """Position of each window's first tap (negative inside the left padding)."""
         return np.arange(self.out, dtype=np.int64) * self.s - self.p

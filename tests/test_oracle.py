@@ -325,6 +325,39 @@ def test_pool_matches_oracle(backend, case, layout):
     assert xv.dtype == before.dtype and xv.tobytes() == before.tobytes()
 
 
+@st.composite
+def far_longer_windows(draw):
+    """Calls whose first pooled axis has windows many times its length (a dilation in the
+    thousands, padding up to half the span): the backends' per-window path for them."""
+    n = draw(st.integers(1, 6))
+    k = draw(st.integers(2, 5))
+    d = draw(st.integers(-(-(4 * n + 4097) // (k - 1)), 6000))
+    span = d * (k - 1) + 1
+    p = draw(st.integers((span - n + 1) // 2, span // 2))  # out >= 1 needs n + 2p >= span
+    s = draw(st.integers(1, 3))
+    op = draw(st.sampled_from(oracle.POOL_OPS))
+    dtype = draw(st.sampled_from([np.float64, np.float32, np.int32, np.uint8]))
+    x = draw(hnp.arrays(dtype, (n, draw(st.integers(2, 4))),
+                        elements=oracle.values_for(op, np.dtype(dtype), nonfinite=False)))
+    kwargs = dict(kernel=(k, 2), stride=(s, 1), padding=(p, 0), dilation=(d, 1),
+                  ceil_mode=draw(st.booleans()), axes=(0, 1))
+    if op == "avg":
+        kwargs["count_include_pad"] = draw(st.booleans())
+    return x, op, kwargs
+
+
+@given(case=far_longer_windows())
+def test_windows_far_longer_than_the_axis_match_oracle(backend, case):
+    x, op, kwargs = case
+    note(_describe(x, op, kwargs))
+    assert poolcore.geometry.make_windows(
+        x.shape, (0,), kwargs["kernel"][0], kwargs["stride"][0], kwargs["padding"][0],
+        kwargs["dilation"][0], kwargs["ceil_mode"])[0].far_longer_than_axis
+    expected = oracle.pool(x, op, **kwargs)
+    actual = poolcore.pool(x, op, backend=backend, **kwargs)
+    assert_matches(actual, expected, op, x, kwargs)
+
+
 @given(case=oracle.adaptive_calls(), layout=st.sampled_from(oracle.LAYOUTS))
 def test_adaptive_matches_oracle(backend, case, layout):
     x, op, kwargs = case
