@@ -10,8 +10,8 @@ is read-only.
 
 Pillow splits images over 16 MB into several blocks, which it cannot export: for those, and
 for an older Pillow or any layout not recognised here, :func:`view` returns None and the
-caller copies as before. ``Image.core.set_use_block_allocator(1)`` (see
-:func:`poolcore.batch.tune_for_batch`) allocates every image in one block.
+caller copies as before. :func:`poolcore.batch.tune_for_batch` raises the block size to 1 GB,
+so that a batch keeps every image of up to 1 GB in one block.
 """
 
 from __future__ import annotations

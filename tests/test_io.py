@@ -891,7 +891,7 @@ def test_view_of_an_image_over_pillows_block_size():
 
     old = Image.core.get_block_size(), Image.core.get_use_block_allocator()
     Image.core.set_block_size(4096)  # any image over 4 kB now spans several blocks
-    Image.core.set_use_block_allocator(0)  # as batch.tune_for_batch may have set it
+    Image.core.set_use_block_allocator(0)
     try:
         im = Image.new("RGB", (64, 64), (1, 2, 3))
         assert _pilview.view(im) is None  # declined, not wrong: the reader copies instead
@@ -901,6 +901,20 @@ def test_view_of_an_image_over_pillows_block_size():
     finally:
         Image.core.set_block_size(old[0])
         Image.core.set_use_block_allocator(old[1])
+
+
+def test_a_batch_views_images_over_16_mb():
+    from poolcore import _pilview, batch
+
+    if not hasattr(Image.core, "set_use_block_allocator"):
+        pytest.skip("Pillow < 11.2: no Arrow export")
+    old = Image.core.get_block_size()
+    try:
+        batch.tune_for_batch()
+        im = Image.new("RGB", (2500, 2000), (1, 2, 3))  # 20 MB in Pillow's RGBX storage
+        assert _pilview.view(im)[1999, 2499].tolist() == [1, 2, 3]
+    finally:
+        Image.core.set_block_size(old)
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "webp", "png", "tif", "bmp", "gif"])
