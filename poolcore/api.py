@@ -102,6 +102,12 @@ def pool(
     return backends.select(backend, "pool", spec, x.dtype).pool(x, spec)
 
 
+# Validated specs of recent calls (a batch pools same-sized images with the same stages; a
+# model pools the same shapes every step): validation costs more than a small pool itself.
+_SPECS: dict[tuple, PoolSpec] = {}
+_MAX_SPECS = 256
+
+
 def pool_spec(
     shape: Sequence[int], op: str, kernel: IntOrSeq, stride: IntOrSeq | None = None,
     padding: IntOrSeq = 0, dilation: IntOrSeq = 1, *, ceil_mode: bool = False,
@@ -109,6 +115,37 @@ def pool_spec(
 ) -> PoolSpec:
     """The validated :func:`pool` call for an input of ``shape`` (its ``out_shape`` is the
     output's shape), without any data: what pipelines use to plan."""
+    key = _plain_key(shape, op, kernel, stride, padding, dilation, ceil_mode,
+                     count_include_pad, p, axes)
+    spec = _SPECS.get(key) if key is not None else None
+    if spec is None:
+        spec = _pool_spec(shape, op, kernel, stride, padding, dilation, ceil_mode,
+                          count_include_pad, p, axes)
+        if key is not None:
+            if len(_SPECS) >= _MAX_SPECS:
+                _SPECS.clear()
+            _SPECS[key] = spec
+    return spec
+
+
+def _plain_key(*args) -> tuple | None:
+    """A cache key for arguments that are plain ints, bools, floats, strings, None or tuples of
+    ints, typed (so that True, 1 and 1.0, which hash alike, never share a spec: one of them is
+    an error); None for anything else, which is validated afresh."""
+    key = []
+    for value in args:
+        kind = type(value)
+        if kind is tuple:
+            if not all(type(v) is int for v in value):
+                return None
+        elif kind not in (int, bool, float, str, type(None)):
+            return None
+        key.append((kind, value))
+    return tuple(key)
+
+
+def _pool_spec(shape, op, kernel, stride, padding, dilation, ceil_mode, count_include_pad, p,
+               axes) -> PoolSpec:
     ax = normalize_axes(axes, len(shape), default_nd(kernel, len(shape)))
     windows = make_windows(shape, ax, kernel, stride, padding, dilation, ceil_mode)
     if op == "lp":

@@ -180,6 +180,20 @@ def test_fast_backend_missing(call, monkeypatch):
         call()
 
 
+def test_validated_calls_are_remembered_by_type_not_only_value():
+    """pool_spec remembers validated calls; True == 1 == 1.0 and they hash alike, but only
+    the int is a valid kernel, whatever was called before."""
+    assert poolcore.pool(X, "max", 1).shape == (4, 4)
+    assert poolcore.pool(X, "max", (1, 1)).shape == (4, 4)
+    with pytest.raises(TypeError, match=_("got True")):
+        poolcore.pool(X, "max", True)
+    with pytest.raises(TypeError, match=_("got 1.0")):
+        poolcore.pool(X, "max", 2, stride=1.0)
+    assert poolcore.pool(X, "max", 2, stride=1).shape == (3, 3)
+    with pytest.raises(TypeError, match=_("`kernel` must be an int or a sequence of ints")):
+        poolcore.pool(X, "max", (True, 1))
+
+
 def test_errors_are_raised_before_any_work():
     """A bad parameter is reported even when another one is also bad in a later check, and
     the input is left alone (never mutated by a failing call)."""
