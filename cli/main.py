@@ -276,9 +276,14 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     else:
         if kernel is None:
             raise click.UsageError("--op needs -k/--kernel")
+        window = {"stride": stride, "padding": padding or 0, "ceil_mode": bool(ceil_mode)}
+        if op.startswith("adaptive_") and source("op") is ParameterSource.COMMANDLINE:
+            # A --config's stride and padding were for its own op, not this adaptive one.
+            for name, unset in (("stride", None), ("padding", 0), ("ceil_mode", False)):
+                if source(name) is not ParameterSource.COMMANDLINE:
+                    window[name] = unset
         try:
-            pipeline = Pipeline.single(op, kernel, stride=stride, padding=padding or 0,
-                                       ceil_mode=bool(ceil_mode))
+            pipeline = Pipeline.single(op, kernel, **window)
         except (TypeError, ValueError) as e:
             raise click.BadParameter(str(e), ctx=ctx, param_hint="--op/-k/-s/--padding") from None
 
@@ -306,11 +311,12 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
                                      ctx=ctx, param_hint=flag)
         if path is not None and not overwrite and not reports.replaceable(path):
             what = "report" if flag == "--report" else "contact sheet"
+            how = "remove it" if skip_existing else "--overwrite replaces it"
             raise click.BadParameter(
                 f"{path!r} exists and is not a poolimg {what} (an earlier run's is replaced); "
-                "--overwrite replaces it", ctx=ctx, param_hint=flag)
+                f"{how}, or choose another name", ctx=ctx, param_hint=flag)
 
-    if any(t.input == "-" for t in plan.tasks) and sys.stdin.isatty():
+    if any(t.input == "-" for t in plan.tasks) and sys.stdin is not None and sys.stdin.isatty():
         raise click.UsageError("`-` reads the image from stdin, but stdin is a terminal: "
                                "redirect or pipe a file in (poolimg - -o out.png < in.png)")
 
@@ -369,17 +375,14 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
 
     batch.tune_for_batch()  # files may run in this process too
     received = []
-    here = batch.workers_for(plan, options) <= 1
-    from_stdin = any(t.input == "-" for t in plan.tasks)
 
     def interrupt(signum, frame):
-        # Note it: the loop below stops at the next record. An exception raised from a signal
-        # handler could land inside the worker pool's locks and deadlock its shutdown, but
-        # with no pool it may stop the file at once: the second signal does, and the first
-        # when reading stdin, whose read can block forever (a stalled pipe under `timeout`).
-        # The file being written is removed (poolcore.atomic).
+        # Note it: the loop below stops at the next record. An exception raised here could
+        # land inside the worker pool's locks (a deadlock) or between a temporary file's
+        # creation and its clean-up (a left-over file); a read of stdin, which can block
+        # forever (a stalled pipe under `timeout`), is the one place where it stops at once.
         received.append(signum)
-        if here and (from_stdin or len(received) > 1):
+        if batch.reading_stdin():
             raise KeyboardInterrupt
 
     show = not (quiet or no_progress) and sys.stderr.isatty()

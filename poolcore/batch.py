@@ -363,14 +363,14 @@ def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOpti
     the_plan = inputs if isinstance(inputs, Plan) else plan(inputs, options)
     yield from the_plan.decided
     tasks = list(the_plan.tasks)
-    workers = workers_for(the_plan, options)
+    workers = _workers_for(the_plan, options)
     if workers <= 1:
         yield from _run_here(tasks, pipeline, options)
     else:
         yield from _run_pool(tasks, pipeline, options, workers)
 
 
-def workers_for(the_plan: Plan, options: BatchOptions) -> int:
+def _workers_for(the_plan: Plan, options: BatchOptions) -> int:
     """How many worker processes :func:`run` starts for ``the_plan`` (1: none, the files run
     in the calling process)."""
     tasks = the_plan.tasks
@@ -382,6 +382,16 @@ def workers_for(the_plan: Plan, options: BatchOptions) -> int:
     return max(1, workers)
 
 
+# True while process() reads stdin, a read that can block forever (a stalled producer): a
+# signal handler may then raise at once (the CLI's does), as no temporary file exists yet.
+_state = {"reading_stdin": False}
+
+
+def reading_stdin() -> bool:
+    """Whether this process is in a read of stdin for a batch (see :func:`process`)."""
+    return _state["reading_stdin"]
+
+
 def process(task: Task, pipeline, options: BatchOptions) -> Record:
     """Read, pool and write one file; every failure becomes a failed Record. Without a
     ``format``, the output's is the one its suffix names, else the input's."""
@@ -390,9 +400,15 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
     rec = Record(task.input, task.output, "failed", index=task.index)
     t0 = time.perf_counter()
     try:
-        source = sys.stdin.buffer if task.input == STDIO else task.input
-        item = io.read(source, layout=options.layout, max_pixels=options.max_pixels,
-                       name="<stdin>" if task.input == STDIO else None)
+        if task.input == STDIO:
+            _state["reading_stdin"] = True
+            try:
+                item = io.read(sys.stdin.buffer, layout=options.layout,
+                               max_pixels=options.max_pixels, name="<stdin>")
+            finally:
+                _state["reading_stdin"] = False
+        else:
+            item = io.read(task.input, layout=options.layout, max_pixels=options.max_pixels)
         t1 = time.perf_counter()
         rec.read_s = t1 - t0
         rec.in_shape = tuple(item.array.shape)

@@ -319,6 +319,27 @@ def test_adaptive_shorthand_refuses_window_flags(src, extra, named):
     assert not Path("o.png").exists()
 
 
+def test_a_configs_window_flags_do_not_reach_an_adaptive_op_given_on_the_command_line(src):
+    Path("c.toml").write_text('op = "max"\nkernel = 3\nstride = 2\npadding = 1\n')
+    r = invoke(["src/a.png", "-o", "x.png", "--config", "c.toml", "--op", "adaptive_avg",
+                "-k", "7", "--report", "r.json"])
+    assert r.exit_code == 0
+    assert json.loads(Path("r.json").read_text())["pipeline"] == "adaptive_avg(7)"
+    # the config alone (max with its stride and padding) is unchanged
+    assert invoke(["src/a.png", "-o", "y.png", "--config", "c.toml"]).exit_code == 0
+    with Image.open("y.png") as im:
+        assert im.size == (16, 12)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closes fd 0 in the child")
+def test_a_closed_stdin_fails_the_file_cleanly(src):
+    exe = installed_poolimg()
+    r = subprocess.run([exe, "-", "-o", "out.png", "-p", "avg(2)"], capture_output=True,
+                       timeout=60, preexec_fn=lambda: os.close(0))
+    assert r.returncode == 1, r.stderr
+    assert b"Traceback" not in r.stderr and not Path("out.png").exists()
+
+
 @pytest.mark.parametrize("flag, name", [("--report", "r.json"), ("--report", "r.csv"),
                                         ("--contact-sheet", "sheet.png")])
 def test_a_rerun_replaces_its_report_but_no_other_file(src, flag, name):
@@ -333,7 +354,9 @@ def test_a_rerun_replaces_its_report_but_no_other_file(src, flag, name):
     assert r.exit_code == 2
     assert "exists and is not a poolimg" in r.stderr and "--overwrite replaces it" in r.stderr
     assert Path(name).read_bytes() == before
-    # ...unless --overwrite says so.
+    # ...unless --overwrite says so (which --skip-existing excludes: there, remove it).
+    r = invoke([*run[:-2], flag, name])
+    assert r.exit_code == 2 and "remove it, or choose another name" in r.stderr
     assert invoke([*run[:-3], "--overwrite", flag, name]).exit_code == 0
     assert Path(name).read_bytes() != before
 
