@@ -400,15 +400,13 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
     rec = Record(task.input, task.output, "failed", index=task.index)
     t0 = time.perf_counter()
     try:
-        if task.input == STDIO:
-            _state["reading_stdin"] = True
-            try:
-                item = io.read(sys.stdin.buffer, layout=options.layout,
-                               max_pixels=options.max_pixels, name="<stdin>")
-            finally:
-                _state["reading_stdin"] = False
-        else:
-            item = io.read(task.input, layout=options.layout, max_pixels=options.max_pixels)
+        stdin = task.input == STDIO
+        _state["reading_stdin"] = stdin
+        try:
+            item = io.read(sys.stdin.buffer if stdin else task.input, layout=options.layout,
+                           max_pixels=options.max_pixels, name="<stdin>" if stdin else None)
+        finally:
+            _state["reading_stdin"] = False
         t1 = time.perf_counter()
         rec.read_s = t1 - t0
         rec.in_shape = tuple(item.array.shape)

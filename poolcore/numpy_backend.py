@@ -240,12 +240,13 @@ def _reduce_real_taps(
     shape = list(x.shape)
     shape[axis] = stop - first
     out = np.empty(shape, dtype=acc)
+    fill = identity(op, acc)
     index = [slice(None)] * x.ndim
     for o in range(first, stop):
         index[axis] = o - first
         a, b = int(lo[o]), int(hi[o])
         if a >= b:
-            out[tuple(index)] = identity(op, acc)
+            out[tuple(index)] = fill
             continue
         taps = _take(x, axis, int(starts[o]) + a * w.d, b - a, w.d)
         taps = (pre(taps) if pre else taps).astype(acc, copy=False)
