@@ -221,9 +221,10 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     """Pool images and .npy arrays with a pipeline of pooling stages.
 
     Each INPUT (a file, a directory with -r, or - for stdin) is read, pooled and written
-    under OUTPUT, mirroring the input tree, in the input's format unless --format. Files that
-    are not images or .npy are skipped. An input is never overwritten; an existing output
-    is replaced only with --overwrite. Exit status: 0 all written, 1 some file failed, 2
+    under OUTPUT, mirroring the input tree, in the input's format unless --format. In a
+    directory, files without an image or .npy suffix are skipped; a file named as an INPUT
+    is read by its content. An input is never overwritten; an existing output is replaced
+    only with --overwrite. Exit status: 0 all written, 1 some file failed, 2
     usage error.
 
     \b
@@ -319,6 +320,9 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     if any(t.input == "-" for t in plan.tasks) and sys.stdin is not None and sys.stdin.isatty():
         raise click.UsageError("`-` reads the image from stdin, but stdin is a terminal: "
                                "redirect or pipe a file in (poolimg - -o out.png < in.png)")
+    if any(t.output == "-" for t in plan.tasks) and not dry_run and _stdout_is_terminal():
+        raise click.UsageError("`-o -` writes the image to stdout, but stdout is a terminal: "
+                               "redirect or pipe it (poolimg in.png -o - > out.png)")
 
     records = _run(ctx, plan, pipeline, options, quiet=quiet, no_progress=no_progress)
     summary = batch.Summary.of(records, records.wall_s)
@@ -419,6 +423,13 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
         ctx.exit(128 + received[0])
     records.wall_s = time.perf_counter() - start
     return records
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except ValueError:  # closed
+        return False
 
 
 def _clashes(path: str, plan) -> bool:

@@ -231,7 +231,9 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
                 dest = None if status else _mirror(out, rel, options)
                 sources.append((path, dest, status, why))
         else:
-            status, why = _classify(a)
+            # Named on the command line: read by its content whatever its suffix (a PNG
+            # saved as "upload" is pooled; a text file fails with a reason, not skipped)
+            status, why = _classify(a, by_suffix=False)
             dest = _mirror(out, os.path.basename(a), options) if to_dir else out
             sources.append((a, None if status else dest, status, why))
 
@@ -277,13 +279,14 @@ def _ours(path: str) -> bool:
     return format_for_path(path) is not None
 
 
-def _classify(path: str) -> tuple[str | None, str | None]:
-    """``(status, reason)`` for an input file before any reading: None when it is ours."""
+def _classify(path: str, by_suffix: bool = True) -> tuple[str | None, str | None]:
+    """``(status, reason)`` for an input file before any reading: None when it is to be
+    read. Files found in a directory walk are ours by their suffix only (``by_suffix``)."""
     if not os.path.lexists(path):
         return "failed", "no such file"
     if not os.path.exists(path):
         return "failed", "broken symbolic link"
-    if not _ours(path):
+    if by_suffix and not _ours(path):
         return "skipped", "not an image or .npy (by its suffix)"
     if not os.path.isfile(path):  # a read from a FIFO or a device could block forever
         return "failed", "not a regular file (a FIFO, socket or device)"

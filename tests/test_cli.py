@@ -298,6 +298,26 @@ def test_one_input_to_a_file_or_a_directory(src):
         assert im.format == "WEBP" and im.size == (16, 12)
 
 
+def test_a_named_file_is_read_by_its_content_whatever_its_suffix(src):
+    # An upload saved without a suffix is pooled; a named text file fails (exit 1) with a
+    # reason instead of being skipped with exit 0 and no output. Walks still go by suffix.
+    shutil.copy("src/a.png", "upload")
+    Path("notes.txt").write_text("not an image")
+    assert invoke(["upload", "-o", "thumb.png", "-p", "avg(2)"]).exit_code == 0
+    assert invoke(["upload", "-o", "d/", "-p", "avg(2)"]).exit_code == 0
+    for name in ("thumb.png", "d/upload"):
+        with Image.open(name) as im:
+            assert im.format == "PNG" and im.size == (16, 12)
+    r = invoke(["upload", "notes.txt", "-o", "e/", "-p", "avg(2)"])
+    assert r.exit_code == 1
+    assert r.stderr.splitlines()[1:] == [
+        "failed:",
+        "  notes.txt: not a recognised image or .npy (corrupt, or a format other than "
+        "PNG, JPEG, TIFF, BMP, WebP, GIF and .npy)",
+    ]
+    assert sorted(tree(Path("e"))) == ["upload"]
+
+
 def test_contact_sheet_says_when_it_shows_only_some(src):
     for i in range(7):
         image(Path(f"src/more/m{i}.png"), seed=20 + i)
@@ -513,6 +533,23 @@ def test_stdin_from_a_terminal_is_a_usage_error(src):
         os.close(follower)
     assert r.returncode == 2, r.stderr
     assert "`-` reads the image from stdin, but stdin is a terminal" in r.stderr.decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pty as on Linux")
+def test_stdout_to_a_terminal_is_a_usage_error(src):
+    # `poolimg in.png -o -` typed without `> out.png`: refuse to print binary to the terminal.
+    import pty
+
+    exe = installed_poolimg()
+    leader, follower = pty.openpty()
+    try:
+        r = subprocess.run([exe, "src/a.png", "-o", "-", "-p", "avg(2)"], stdout=follower,
+                           stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert r.returncode == 2, r.stderr
+    assert "`-o -` writes the image to stdout, but stdout is a terminal" in r.stderr.decode()
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
