@@ -293,6 +293,9 @@ def _classify(path: str, by_suffix: bool = True) -> tuple[str | None, str | None
     return None, None
 
 
+HIDDEN = "hidden (its name starts with a dot)"
+
+
 def _walk(root: str, exclude_real: str | None
           ) -> Iterator[tuple[str, str, str | None, str | None]]:
     """Yield ``(path, path relative to root, status, reason)`` for what is under ``root``, in
@@ -306,10 +309,11 @@ def _walk(root: str, exclude_real: str | None
         keep = []
         for d in sorted(dirnames):
             full = os.path.join(dirpath, d)
-            if d.startswith("."):
-                continue  # .git, .cache, ...: not ours
             if exclude_real is not None and os.path.realpath(full) == exclude_real:
                 continue  # the output directory inside an input directory
+            if d.startswith("."):  # .git, .cache, ...: as a shell glob, not entered
+                yield full, os.path.relpath(full, root), "skipped", HIDDEN
+                continue
             if os.path.islink(full):
                 yield (full, os.path.relpath(full, root), "skipped",
                        "symbolic link to a directory (not followed)")
@@ -318,6 +322,9 @@ def _walk(root: str, exclude_real: str | None
         dirnames[:] = keep
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
+            if name.startswith("."):  # ._IMG_1.jpg (macOS metadata), .thumb.png: not images
+                yield full, os.path.relpath(full, root), "skipped", HIDDEN
+                continue
             yield (full, os.path.relpath(full, root), *_classify(full))
     for e in errors:  # the root itself could not be listed
         yield root, ".", "failed", f"cannot list: {e.strerror}"

@@ -39,6 +39,7 @@ def photos(tmp_path):
     np.save(src / "sub" / "t.npy", np.arange(2 * 8 * 6, dtype=np.float32).reshape(2, 8, 6))
     (src / "notes.txt").write_text("not an image")
     image(src / ".cache" / "hidden.png")
+    (src / "._a.png").write_bytes(b"\0\5\26\7" + bytes(60))  # AppleDouble, not a PNG
     return src
 
 
@@ -73,10 +74,14 @@ def test_plan_mirrors_the_tree_and_skips_what_is_not_ours(photos, tmp_path):
         str(photos / "notes.txt"): ("skipped", "not an image or .npy (by its suffix)"),
         str(photos / "sub" / "c.png"): ("run", str(out / "sub" / "c.png")),
         str(photos / "sub" / "t.npy"): ("run", str(out / "sub" / "t.npy")),
+        # as a shell glob would: hidden directories are not entered, hidden files (macOS's
+        # ._a.png metadata) not read; each is one visible "skipped" record
+        str(photos / ".cache"): ("skipped", batch.HIDDEN),
+        str(photos / "._a.png"): ("skipped", batch.HIDDEN),
     }
-    assert len(plan) == 5 and plan.output_dir == str(out)
+    assert len(plan) == 7 and plan.output_dir == str(out)
     # sorted, and indices follow that order
-    assert [t.index for t in plan.tasks] == [0, 1, 3, 4]
+    assert [t.index for t in plan.tasks] == [2, 3, 5, 6]
 
 
 def test_plan_format_changes_the_suffix(photos, tmp_path):
@@ -210,7 +215,7 @@ def test_one_bad_file_fails_alone(photos, tmp_path):
     got = run_all([photos], AVG2, output=out, recursive=True, workers=1)
     assert {n: r.status for n, r in got.items()} == {
         "a.png": "ok", "b.jpg": "failed", "c.png": "ok", "t.npy": "ok", "notes.txt": "skipped",
-        "corrupt.png": "failed", "text.jpg": "failed",
+        "corrupt.png": "failed", "text.jpg": "failed", ".cache": "skipped", "._a.png": "skipped",
     }
     assert got["b.jpg"].error.startswith("output exists")
     assert got["corrupt.png"].error and got["text.jpg"].error
@@ -223,7 +228,7 @@ def test_one_bad_file_fails_alone(photos, tmp_path):
     assert a.total_s >= a.read_s + a.pool_s + a.write_s
     assert got["t.npy"].out_shape == (2, 4, 3)
     summary = Summary.of(list(got.values()), 1.0)
-    assert (summary.ok, summary.failed, summary.skipped, summary.exit_code) == (3, 3, 1, 1)
+    assert (summary.ok, summary.failed, summary.skipped, summary.exit_code) == (3, 3, 3, 1)
 
 
 @pytest.fixture(params=["fork", "forkserver"])
@@ -271,7 +276,7 @@ def test_two_workers_write_the_same_bytes_as_one(photos, tmp_path, start_method)
 def test_records_stream_with_input_indices(photos, tmp_path):
     records = list(batch.run([photos], AVG2, BatchOptions(output=tmp_path / "o", recursive=True,
                                                           workers=2)))
-    assert sorted(r.index for r in records) == list(range(5))
+    assert sorted(r.index for r in records) == list(range(7))
     assert records[0].status == "skipped"  # decided while planning: first
 
 
