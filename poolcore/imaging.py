@@ -4,13 +4,15 @@ API (poolcore.batch builds on it)::
 
     pool_item(item, pipeline, *, linear_light=False, backend="auto") -> Item
 
-Every frame is pooled over ``item.axes``. For images (channel-last, pooled over (0, 1)):
+Every frame is pooled over ``item.axes``. For images (channel-last, pooled over (0, 1)), stage
+by stage:
 
-- alpha-weighted (premultiplied) pooling for ops that mix a window's values, so a transparent
-  pixel's colour never bleeds into its neighbours;
-- optional linear light: sRGB-encoded 8/16-bit values go through a lookup table to linear
-  light before an averaging pipeline and are encoded back after it;
-- the output keeps the input's dtype (rounded half up, clipped) and its DPI is scaled.
+- alpha-weighted (premultiplied) averaging, so a transparent pixel's colour never bleeds into
+  its neighbours, computed in integers: exact, ties rounded up;
+- optional linear light: sRGB-encoded 8/16-bit colour goes through a lookup table to linear
+  light for the stages that sum intensities and is encoded back after each;
+- every stage yields an image of the input's dtype (rounded half up, clipped), as if each were
+  a run of its own; the DPI is scaled.
 
 ``.npy`` arrays are pooled with poolcore's dtype rules, nothing else. Reading and writing the
 files is :mod:`poolcore.io`'s; the pooling itself is :func:`poolcore.pool`'s.
@@ -24,49 +26,44 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _pilview
+from .io import frame_mode
+from .pipeline import Stage
 
 if TYPE_CHECKING:
     from .io import Item
+    from .pipeline import Pipeline
 
 __all__ = ["pool_item"]
 
-# Ops whose output mixes the values of a window. These are alpha-weighted: a transparent
-# pixel's colour must not bleed into its neighbours. max/min pick one value and are left alone.
-_MIXING = {"avg", "sum", "lp", "median"}
-# Ops that need linear light: sums of intensities. max/min/median commute with the
-# (monotonic) sRGB transfer curve, so converting for them would change nothing but the cost.
+# Ops that sum intensities: in linear light these differ from sRGB. max/min/median commute with
+# the (monotonic) sRGB transfer curve, so converting for them would change nothing but the cost.
 _LINEAR = {"avg", "sum", "lp"}
-_KNOWN = {"max", "min"} | _MIXING
+_ALPHA_MODES = {"LA", "RGBA", "LA;16", "RGBA;16"}
+_SRGB_MODES = {"L", "LA", "RGB", "RGBA", "I;16", "LA;16", "RGB;16", "RGBA;16"}
+# c*alpha of one channel fits the next unsigned width: 255*255 < 2**16, 65535**2 < 2**32
+_PREMULTIPLIED = {np.dtype(np.uint8): np.uint16, np.dtype(np.uint16): np.uint32}
 
 
-def _stage_ops(pipeline) -> list[str]:
-    stages = getattr(pipeline, "stages", None)
-    if stages is None:  # a plain callable: assume the worst (it averages)
-        return ["avg"]
-    ops = []
-    for stage in stages:
-        op = str(getattr(stage, "op", "avg")).removeprefix("adaptive_")
-        ops.append(op if op in _KNOWN else "avg")  # unknown: treat as averaging (safe side)
-    return ops
+def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
+              backend: str = "auto") -> Item:
+    """Apply ``pipeline`` (a :class:`poolcore.Pipeline`) to every frame of ``item``; return a
+    new Item (input untouched).
 
+    Images, stage by stage:
 
-def pool_item(item: Item, pipeline, *, linear_light: bool = False, backend: str = "auto") -> Item:
-    """Apply ``pipeline`` to every frame of ``item``; return a new Item (input untouched).
-
-    ``pipeline`` is a :class:`poolcore.Pipeline` or any object callable as
-    ``pipeline(x, axes=..., backend=...)`` with ``.stages[i].op``.
-
-    Images:
-
-    - With alpha (LA, RGBA) and an averaging stage (avg, sum, lp, median and their adaptive
-      forms), colour is pooled premultiplied: colour*alpha and alpha are pooled, then divided,
-      so a transparent pixel's colour never bleeds and a window with no opaque pixel gets
-      colour 0. Pipelines of max/min only pool each channel independently.
-    - ``linear_light``: 8/16-bit colour (L, LA, RGB, RGBA and their 16-bit forms) is decoded
-      from sRGB to linear light before an averaging pipeline and encoded back after it. Alpha is
-      not gamma-encoded and CMYK, I and F are not sRGB: those are left as they are.
-    - The output dtype is the input's (floats rounded to nearest, clipped to the dtype's range:
-      a ``sum`` saturates). DPI is divided by the input/output size ratio of each axis.
+    - With alpha (LA, RGBA and their 16-bit forms), ``avg`` and ``adaptive_avg`` weight colour
+      by alpha (premultiplied): the sums of colour*alpha and of alpha over each window are
+      divided, in integers, so a transparent pixel's colour never bleeds and a window with no
+      opacity gets colour 0; alpha itself is averaged. Every other op (max, min, median, sum,
+      lp) pools each channel on its own, as Pillow's filters do: a fully opaque image pools as
+      the same image without alpha.
+    - ``linear_light``: for the stages that sum intensities (avg, sum, lp), 8/16-bit colour
+      (L, LA, RGB, RGBA and their 16-bit forms) is decoded from sRGB to linear light (float32)
+      and encoded back after the stage. Alpha is not gamma-encoded and CMYK, I and F are not
+      sRGB: those are left as they are.
+    - Each stage yields the input's dtype (floats rounded half up, clipped to the dtype's
+      range: a ``sum`` saturates), as if each stage were its own run, so ``avg(2) | avg(2)``
+      may differ from ``avg(4)`` by one level. DPI is divided by the size ratio of each axis.
 
     ``.npy`` arrays are pooled over ``item.axes`` with poolcore's dtype rules, nothing else.
     """
@@ -74,10 +71,12 @@ def pool_item(item: Item, pipeline, *, linear_light: bool = False, backend: str 
     if item.kind != "image":
         out = [pipeline(a, axes=item.axes, backend=backend) for a in frames]
         return replace(item, array=out[0], frames=out)
-    ops = _stage_ops(pipeline)
-    mixing = any(op in _MIXING for op in ops)
-    linear = linear_light and any(op in _LINEAR for op in ops)
-    out = [_pool_frame(a, item.mode or "", pipeline, mixing, linear, backend) for a in frames]
+    out = []
+    for a in frames:
+        mode = frame_mode(a, item.mode)  # frames of a TIFF may differ: an L page and an F page
+        for stage in pipeline.stages:
+            a = _pool_stage(a, mode, stage, linear_light, backend)
+        out.append(a)
     dpi = item.dpi
     if dpi is not None:
         (h0, w0), (h1, w1) = frames[0].shape[:2], out[0].shape[:2]
@@ -85,50 +84,75 @@ def pool_item(item: Item, pipeline, *, linear_light: bool = False, backend: str 
     return replace(item, array=out[0], frames=out, dpi=dpi)
 
 
-_ALPHA_MODES = {"LA", "RGBA", "LA;16", "RGBA;16"}
-_SRGB_MODES = {"L", "LA", "RGB", "RGBA", "I;16", "LA;16", "RGB;16", "RGBA;16"}
-
-
-def _pool_frame(a, mode, pipeline, mixing, linear, backend) -> np.ndarray:
-    axes = (0, 1)
-    alpha = mode in _ALPHA_MODES and mixing
-    linear = linear and mode in _SRGB_MODES
-    if not alpha and not linear:
-        full = _pilview.rgbx_base(a)  # RGB in RGBX storage: pool all 4 bytes, keep the layout
-        out = _to_dtype(pipeline(a if full is None else full, axes=axes, backend=backend), a.dtype)
-        return out if full is None else out[..., :3]
-    top = np.float32(np.iinfo(a.dtype).max)
-    if not alpha:
-        lin = np.empty(a.shape, np.float32)
-        _lut_into(_decode_lut(a.dtype), a, lin)
-        pooled = pipeline(lin, axes=axes, backend=backend)
-        del lin
-        _encode_srgb(pooled)
-        pooled *= top
-        return _rounded(pooled, a.dtype)
-    # Premultiplied: one float32 array with colour*weight in the colour channels and the
-    # weight (alpha in [0, 1]) last, pooled in one call. float32 holds 65535*1 exactly enough,
-    # and the backends sum floats in float64; it halves the working set of float64.
+def _pool_stage(a: np.ndarray, mode: str, stage: Stage, linear_light: bool,
+                backend: str) -> np.ndarray:
+    """One stage on one frame, back in the frame's dtype."""
+    op = stage.base_op
+    has_alpha = mode in _ALPHA_MODES
+    linear = linear_light and mode in _SRGB_MODES and op in _LINEAR
+    if has_alpha and op == "avg":
+        return _alpha_weighted(a, stage, linear, backend)
     if linear:
-        work = np.empty(a.shape, np.float32)
-        _lut_into(_decode_lut(a.dtype), a[..., :-1], work[..., :-1])
-        work[..., -1] = a[..., -1]
+        return _in_linear_light(a, stage, has_alpha, backend)
+    full = _pilview.rgbx_base(a)  # RGB in RGBX storage: pool all 4 bytes, keep the layout
+    out = _to_dtype(stage(a if full is None else full, axes=(0, 1), backend=backend), a.dtype)
+    return out if full is None else out[..., :3]
+
+
+def _in_linear_light(a: np.ndarray, stage: Stage, has_alpha: bool, backend: str) -> np.ndarray:
+    colour = a[..., :-1] if has_alpha else a
+    lin = np.empty(colour.shape, np.float32)
+    _lut_into(_decode_lut(a.dtype), colour, lin)
+    pooled = stage(lin, axes=(0, 1), backend=backend)
+    del lin
+    pooled = _from_linear(pooled, a.dtype)
+    if not has_alpha:
+        return pooled
+    alpha = _to_dtype(stage(a[..., -1:], axes=(0, 1), backend=backend), a.dtype)
+    return np.concatenate([pooled, alpha], axis=-1)
+
+
+def _alpha_weighted(a: np.ndarray, stage: Stage, linear: bool, backend: str) -> np.ndarray:
+    """An averaging stage on colour + alpha: colour = sum(colour*alpha) / sum(alpha) over each
+    window (the window's count cancels, padding included), alpha = the stage's average."""
+    sums = _summing(stage)
+    alpha = a[..., -1:]
+    alpha_sum = sums(alpha, axes=(0, 1), backend=backend)  # uint64: exact
+    if linear:
+        work = np.empty(a.shape[:-1] + (a.shape[-1] - 1,), np.float32)
+        _lut_into(_decode_lut(a.dtype), a[..., :-1], work)
+        work *= alpha  # alpha's integer values are exact in float32
+        total = sums(work, axes=(0, 1), backend=backend)  # the backends sum in float64
+        del work
+        total /= np.maximum(alpha_sum, 1).astype(np.float32)
+        colour = _from_linear(total, a.dtype)
     else:
-        work = a.astype(np.float32)  # one contiguous conversion: faster than per channel
-    weight = work[..., -1:]
-    weight *= np.float32(1) / top
-    work[..., :-1] *= weight
-    pooled = pipeline(work, axes=axes, backend=backend)
-    del work, weight
-    colour, weight = pooled[..., :-1], pooled[..., -1:]
-    # A window with no opacity at all has weight 0 and premultiplied colour 0 (every term was
-    # colour*0): dividing by the smallest float instead of 0 gives it colour 0, no mask needed.
-    colour /= np.maximum(weight, np.finfo(np.float32).tiny)
-    if linear:
-        _encode_srgb(colour)
-        colour *= top
-    weight *= top
-    return _rounded(pooled, a.dtype)
+        # In integers: 255*255 (65535**2) fits uint16 (uint32), the window sums uint64, and
+        # floor((2s + w) / 2w) is s/w rounded half up, exactly. No opacity: s = 0, colour 0.
+        work = a[..., :-1].astype(_PREMULTIPLIED[a.dtype])
+        work *= alpha
+        total = sums(work, axes=(0, 1), backend=backend)
+        del work
+        total *= 2
+        total += alpha_sum
+        total //= np.maximum(alpha_sum * 2, 1)
+        colour = total.astype(a.dtype)
+    averaged = _to_dtype(stage(alpha, axes=(0, 1), backend=backend), a.dtype)
+    return np.concatenate([colour, averaged], axis=-1)
+
+
+def _summing(stage: Stage) -> Stage:
+    """The stage's windows with ``sum`` for its op (same kernel, stride, padding, ...)."""
+    kw = stage.kwargs
+    kw.pop("count_include_pad", None)  # a sum has no divisor
+    return Stage.make("adaptive_sum" if stage.is_adaptive else "sum", **kw)
+
+
+def _from_linear(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Linear light in [0, 1] (float32, ours: changed in place) -> sRGB-encoded ``dtype``."""
+    _encode_srgb(x)
+    x *= np.float32(np.iinfo(dtype).max)
+    return _rounded(x, dtype)
 
 
 def _rounded(a: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -10,6 +10,7 @@ API (stable; poolcore.batch and the CLI build on it)::
     check_format(item, path, format=None) -> str  # the format write() would use; WriteError
     format_for_path(path) -> str | None      # "PNG", "JPEG", ..., "NPY"; None if not ours
     normalize_format(fmt) -> str             # "jpg", ".tif", "PNG" -> "JPEG", "TIFF", "PNG"
+    frame_mode(array, item_mode) -> str      # one frame's mode (a TIFF's pages may differ)
     Item                                     # dataclass: array, axes, kind, mode, frames, ...
     PoolIOError > ReadError(ValueError), WriteError(ValueError), OutputExistsError(FileExistsError)
     SUPPORTED_EXTENSIONS, LAYOUTS
@@ -82,6 +83,7 @@ __all__ = [
     "check_format",
     "encode",
     "format_for_path",
+    "frame_mode",
     "normalize_format",
     "read",
     "write",
@@ -474,7 +476,7 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
             array, mode = _frame_array(frame, label, share=n_frames == 1)
         frames.append(array)
         modes.append(mode)
-    frames, modes = _unify(frames, modes)
+    frames, modes = _unify(frames, modes, label)
     animated = n_frames > 1
     if animated and fmt == "WEBP" and modes[0] == "RGBA" and all(
         f[..., 3].min() == 255 for f in frames
@@ -587,10 +589,19 @@ def _frame_array(frame: Image.Image, label: str, share: bool = False
     return a, mode
 
 
-def _unify(frames: list[np.ndarray], modes: list[str]):
+def _unify(frames: list[np.ndarray], modes: list[str], label: str):
     """Animation frames may come in different modes (a GIF's first frame is P, the others
-    RGB or RGBA): promote them all to the widest so the frames stack and encode alike."""
-    if len(set(modes)) <= 1 or not set(modes) <= {"L", "LA", "RGB", "RGBA"}:
+    RGB or RGBA): promote them all to the widest so the frames stack and encode alike. Pages
+    of other mixes (a TIFF of L and F pages) keep their own: each frame's dtype and channels
+    tell its mode (:func:`frame_mode`), but for CMYK, which only ``Item.mode`` tells from
+    RGBA: a mix with CMYK is refused."""
+    if len(set(modes)) <= 1:
+        return frames, modes
+    if "CMYK" in modes:
+        kinds = ", ".join(dict.fromkeys(modes))
+        raise ReadError(label, f"its frames have different modes ({kinds}); a CMYK frame "
+                        "must not be mixed with others: split the file")
+    if not set(modes) <= {"L", "LA", "RGB", "RGBA"}:
         return frames, modes
     has_alpha = any(m in ("LA", "RGBA") for m in modes)
     colour = any(m in ("RGB", "RGBA") for m in modes)
@@ -644,8 +655,9 @@ _WHY = {
 _DEFAULT_QUALITY = 90  # Pillow's 75 softens JPEG/WebP visibly; 90 is the common choice
 
 
-def _mode_of(a: np.ndarray, hint: str | None) -> str:
-    """The mode of one frame, from its dtype and channels (``hint`` tells CMYK from RGBA)."""
+def frame_mode(a: np.ndarray, hint: str | None) -> str:
+    """The mode of one frame, from its dtype and channels (``hint``, the item's mode, tells
+    CMYK from RGBA)."""
     c = 1 if a.ndim == 2 else a.shape[-1] if a.ndim == 3 else -1
     if a.dtype == np.uint8:
         modes = {1: "L", 2: "LA", 3: "RGB", 4: "CMYK" if hint == "CMYK" else "RGBA"}
@@ -700,7 +712,7 @@ def _check_writable(item: Item, fmt: str, label: str) -> None:
             label, f"{fmt} holds one image but this has {len(frames)} frames; use "
                    f"--format gif, webp, png or tiff")
     for a in frames:
-        mode = _mode_of(a, item.mode)
+        mode = frame_mode(a, item.mode)
         if mode not in _CAN_HOLD[fmt]:
             why = _WHY.get(mode, "this kind of data")
             suggest = _SUGGEST.get(mode, "npy")
@@ -781,7 +793,7 @@ def encode(
         arr = frames[0] if len(frames) == 1 else np.stack(frames)
         np.save(fp, np.asarray(arr), allow_pickle=False)
         return
-    mode = _mode_of(frames[0], item.mode)
+    mode = frame_mode(frames[0], item.mode)
     size = (frames[0].shape[1], frames[0].shape[0])
     exif = _exif_for(item.exif, fmt, item.dpi, size)
     icc = item.icc_profile
@@ -828,7 +840,7 @@ def _icc_space(icc: bytes) -> bytes:
 
 
 def _to_pil(a: np.ndarray, hint: str | None, fmt: str) -> Image.Image:
-    mode = _mode_of(a, hint)
+    mode = frame_mode(a, hint)
     size = (a.shape[1], a.shape[0])
     rgbx = _pilview.rgbx_base(a) if mode == "RGB" else None
     if rgbx is not None:

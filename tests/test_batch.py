@@ -382,7 +382,9 @@ class DiesOnTall:
 
     @property
     def stages(self):
-        return self.inner.stages
+        return [self]  # pool_item runs the stages: this one dies
+
+    base_op = "avg"
 
     def __str__(self):
         return str(self.inner)

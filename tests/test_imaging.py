@@ -85,15 +85,77 @@ def test_no_green_bleed_in_rgba_sample():
     assert naive[seen][:, 1].max() > 150  # what the test guards against
 
 
-def test_alpha_weighting_for_median_and_16_bit():
+def test_alpha_weighting_in_16_bit_is_exact():
     a = np.array([[[65535, 0, 0, 65535], [0, 65535, 0, 0]]], np.uint16)
     item = Item(a, (0, 1), "image", mode="RGBA;16", format="PNG")
     np.testing.assert_array_equal(
         pool_item(item, Pipeline.parse("avg((1, 2))")).array, [[[65535, 0, 0, 32768]]])
-    b = np.array([[[10, 255], [250, 0], [12, 255]]], np.uint8)
+    # ties round up in alpha (14709.5) and colour, which float32 weights got wrong
+    a = np.array([[[0, 23998], [0, 5421]]], np.uint16)
+    out = pool_item(Item(a, (0, 1), "image", mode="LA;16"), Pipeline.parse("avg((1, 2))"))
+    np.testing.assert_array_equal(out.array, [[[0, 14710]]])
+
+
+def _window_reference(a: np.ndarray, k: int) -> np.ndarray:
+    """Alpha-weighted avg over k x k windows, stride k, one window at a time, in Fractions."""
+    from fractions import Fraction
+
+    h, w, c = a.shape
+    out = np.zeros((h // k, w // k, c), np.int64)
+    for i in range(h // k):
+        for j in range(w // k):
+            win = a[i * k:(i + 1) * k, j * k:(j + 1) * k].reshape(-1, c).astype(object)
+            weight = sum(win[:, -1])
+            for ch in range(c - 1):
+                mean = Fraction(sum(win[:, ch] * win[:, -1]), weight) if weight else 0
+                out[i, j, ch] = int(mean + Fraction(1, 2))  # half up
+            out[i, j, -1] = int(Fraction(weight, k * k) + Fraction(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("dtype, mode", [(np.uint8, "LA"), (np.uint8, "RGBA"),
+                                         (np.uint16, "RGBA;16")])
+def test_alpha_weighted_avg_is_exact_ties_included(dtype, mode):
+    top = np.iinfo(dtype).max
+    c = 2 if mode.startswith("LA") else 4
+    # few distinct values, so that many windows hold exact ties
+    a = (RNG.integers(0, 5, (24, 36, c)) * (top // 4)).astype(dtype)
+    a[..., -1][RNG.random((24, 36)) < 0.2] = 0
+    out = pool_item(Item(a, (0, 1), "image", mode=mode), Pipeline.parse("avg(2)")).array
+    np.testing.assert_array_equal(out, _window_reference(a, 2))
+
+
+@pytest.mark.parametrize("pipeline", ["max(2)", "min(3, stride=2)", "median(3)", "sum(2)",
+                                      "lp(2, p=3)", "avg(2) | avg(2)",
+                                      "avg(3, stride=2, padding=1, count_include_pad=False)",
+                                      "adaptive_avg((5, 7)) | max(2)"])
+def test_an_opaque_alpha_channel_changes_nothing(pipeline):
+    """Only avg weights by alpha; every other op pools each channel on its own (median as
+    Pillow's MedianFilter does). So an opaque image pools as the same image without alpha."""
+    rgb = u8(20, 28, 3)
+    rgba = np.concatenate([rgb, np.full((20, 28, 1), 255, np.uint8)], axis=-1)
+    pipe = Pipeline.parse(pipeline)
+    plain = pool_item(Item(rgb, (0, 1), "image", mode="RGB"), pipe).array
+    with_alpha = pool_item(Item(rgba, (0, 1), "image", mode="RGBA"), pipe).array
+    np.testing.assert_array_equal(with_alpha[..., :3], plain)
+
+
+def test_median_pools_each_channel_on_its_own():
+    b = np.array([[[255, 255], [0, 255], [200, 60]]], np.uint8)
     item = Item(b, (0, 1), "image", mode="LA", format="PNG")
-    out = pool_item(item, Pipeline.parse("median((1, 3))")).array
-    assert out[0, 0, 0] < 20  # the transparent 250 does not drag the gray up
+    np.testing.assert_array_equal(pool_item(item, Pipeline.parse("median((1, 3))")).array,
+                                  [[[200, 255]]])
+
+
+def test_every_stage_yields_the_images_dtype_with_or_without_alpha():
+    # as two runs would: 1,2 -> 2 (1.5 up), 3,3 -> 3; then 2,3 -> 3 (2.5 up)
+    x = np.array([[1, 2, 3, 3]], np.uint8)
+    la = np.stack([x, np.full_like(x, 255)], axis=-1)
+    pipe = Pipeline.parse("avg((1, 2)) | avg((1, 2))")
+    assert pool_item(Item(x, (0, 1), "image", mode="L"), pipe).array.tolist() == [[3]]
+    assert pool_item(Item(la, (0, 1), "image", mode="LA"), pipe).array.tolist() == [[[3, 255]]]
+    assert pool_item(Item(la, (0, 1), "image", mode="LA"), pipe, linear_light=True
+                     ).array[..., 1].tolist() == [[255]]
 
 
 # ---------------------------------------------------------------------- linear light
@@ -153,33 +215,23 @@ def test_output_dtype_is_input_dtype_and_sum_saturates():
     assert out.dtype == np.uint8
 
 
-def test_any_pipeline_like_object_works():
-    class Stage:
-        op = "adaptive_avg"
+def test_pooling_uses_the_backend_argument(monkeypatch):
+    from poolcore import pipeline
 
-    class Pipe:
-        stages = [Stage()]
-
-        def __call__(self, x, axes=None, backend="auto"):
-            return pool(x, "avg", 2, axes=axes, backend=backend)
-
-    a = np.array([[[255, 0, 0, 255], [0, 255, 0, 0]]] * 2, np.uint8)
-    item = Item(a, (0, 1), "image", mode="RGBA")
-    np.testing.assert_array_equal(pool_item(item, Pipe()).array, [[[255, 0, 0, 128]]])
-
-
-def test_pooling_uses_the_backend_argument():
     seen = []
+    call = pipeline.Stage.__call__
 
-    class Pipe:
-        stages = ()
+    def spy(self, x, axes=None, backend="auto"):
+        seen.append((self.op, axes, backend))
+        return call(self, x, axes=axes, backend=backend)
 
-        def __call__(self, x, axes=None, backend="auto"):
-            seen.append((axes, backend))
-            return x
-
-    pool_item(Item(u8(2, 2), (0, 1), "image", mode="L"), Pipe(), backend="numpy")
-    assert seen == [((0, 1), "numpy")]
+    monkeypatch.setattr(pipeline.Stage, "__call__", spy)
+    pool_item(Item(u8(2, 2), (0, 1), "image", mode="L"), AVG2, backend="numpy")
+    assert seen == [("avg", (0, 1), "numpy")]
+    seen.clear()
+    pool_item(Item(u8(2, 2, 2), (0, 1), "image", mode="LA"), AVG2, backend="numpy")
+    assert seen == [("sum", (0, 1), "numpy"), ("sum", (0, 1), "numpy"),
+                    ("avg", (0, 1), "numpy")]
 
 
 # ---------------------------------------------------------------------- RGBX storage

@@ -463,6 +463,25 @@ def test_multipage_tiff_pages_of_different_sizes_and_modes(tmp_path):
         pio.write(pooled, tmp_path / "out.jpg")
 
 
+def test_each_page_is_pooled_in_its_own_mode_and_cmyk_is_not_mixed():
+    # page 1's alpha is alpha, not sRGB gray (the first page is I;16, without alpha)
+    gray = Image.fromarray(np.full((4, 4), 3000, np.uint16))
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = 100
+    rgba[..., 3] = [[64, 128] * 2] * 4
+    data = encode_pil(gray, "TIFF", save_all=True, append_images=[Image.fromarray(rgba)])
+    item = pio.read(data)
+    out = pool_item(item, AVG2, linear_light=True)
+    np.testing.assert_array_equal(out.frames[1][..., 3], 96)
+    np.testing.assert_array_equal(out.frames[1][..., :3], 100)
+    # CMYK and RGBA frames look alike (4 x uint8): such a file is refused, not misread
+    data = encode_pil(Image.fromarray(rgba), "TIFF", save_all=True,
+                      append_images=[Image.new("CMYK", (4, 4))])
+    with pytest.raises(pio.ReadError, match=r"stack\.tif: its frames have different modes "
+                       r"\(RGBA, CMYK\); a CMYK frame must not be mixed"):
+        pio.read(data, name="stack.tif")
+
+
 # ---------------------------------------------------------------------- decompression bombs
 
 
