@@ -503,6 +503,7 @@ def _init_worker(pipeline, options: BatchOptions) -> None:
     # SIGTERM comes from the pool when another worker died (or from a supervisor): the file
     # being written is abandoned, its temporary file removed, and the process ends.
     signal.signal(signal.SIGTERM, _on_sigterm)
+    _end_with_parent()
     # One level of parallelism: the compiled kernels stay single-threaded inside a worker
     # (the environment variable for anything started later; the backend may be imported).
     os.environ["POOLCORE_THREADS"] = "1"
@@ -515,6 +516,23 @@ def _init_worker(pipeline, options: BatchOptions) -> None:
     tune_for_batch()
     _worker["pipeline"] = pipeline
     _worker["options"] = options
+
+
+def _end_with_parent() -> None:
+    """Have Linux send this worker SIGTERM when its parent dies, even by SIGKILL (a CI job's
+    timeout): an orphaned worker would otherwise wait on the pool's queue forever, holding
+    the job's stdout and stderr open. (A forkserver's workers: the server ends with poolimg.)"""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request was made
+        os._exit(128 + signal.SIGTERM)
 
 
 def _work(tasks: list[Task]) -> list[Record]:

@@ -584,6 +584,41 @@ def test_ctrl_c_leaves_no_partial_file(src, sig, group):
     assert not Path("r.json").exists()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG")
+def test_workers_end_when_poolimg_is_killed(src):
+    """SIGKILL (a CI job's timeout) cannot be handled: the workers notice instead, end, and
+    leave no temporary file, rather than wait on the pool forever holding the job's output."""
+    exe = installed_poolimg()
+    for i in range(40):
+        image(Path(f"big/i{i:02d}.png"), size=(160, 160), seed=i)
+    proc = subprocess.Popen(
+        [exe, "big", "-r", "-o", "out", "-p", "median(7, stride=1)", "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def workers():
+        found = []
+        for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+            found += (task / "children").read_text().split()
+        return found
+
+    deadline = time.monotonic() + 60
+    while not (any(Path("out").glob("*.png")) and workers()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    children = workers()
+    assert children
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+             and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    for pid in alive:  # not leave them behind when the test fails
+        os.kill(int(pid), signal.SIGKILL)
+    assert not alive
+    assert not [n for n in os.listdir("out") if n.startswith(".")]
+
+
 def help_text(columns=100) -> str:
     r = CliRunner(env={"COLUMNS": str(columns)}).invoke(main, ["--help"], prog_name="poolimg",
                                                           catch_exceptions=False)
