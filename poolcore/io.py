@@ -344,13 +344,15 @@ _TRANSPOSE = {
 _DESCRIPTIVE_TAGS = {269, 270, 271, 272, 274, 285, 305, 306, 315, 316, 33432, 34665, 34853}
 
 
-def _bomb_message(size: tuple[int, int], limit: int) -> str:
+def _bomb_message(size: tuple[int, int], limit: int, n_frames: int = 1) -> str:
     w, h = size
-    n = w * h
+    n = w * h * n_frames
+    what = (f"image is {w}x{h} = {n:,} pixels," if n_frames == 1 else
+            f"its {n_frames} frames of {w}x{h} = {n:,} pixels are pooled at once,")
     return (
-        f"image is {w}x{h} = {n:,} pixels, over the limit of {limit:,} pixels that guards "
-        f"against decompression bombs; if you trust this file, raise the limit with "
-        f"--max-pixels {n} (max_pixels={n} in Python)"
+        f"{what} over the limit of {limit:,} pixels that guards against decompression bombs; "
+        f"if you trust this file, raise the limit with --max-pixels {n} (max_pixels={n} in "
+        f"Python)"
     )
 
 
@@ -425,6 +427,15 @@ def _peek_size(opener) -> tuple[int, int]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def _frames_message(upto: int, n_frames: int, total: int, limit: int) -> str:
+    return (
+        f"its {n_frames} frames are pooled at once, and the first {upto} already hold "
+        f"{total:,} pixels, over the limit of {limit:,} pixels that guards against "
+        f"decompression bombs; if you trust this file, raise the limit with --max-pixels N "
+        f"(max_pixels=N in Python), N at least the pixels of all its frames"
+    )
+
+
 def _check_size(im, label: str, limit: int | None) -> None:
     if limit is not None and im.size[0] * im.size[1] > limit:
         raise ReadError(label, _bomb_message(im.size, limit))
@@ -436,6 +447,9 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
         fmt = "JPEG"
     n_frames = 1 if fmt == "JPEG" else int(getattr(im, "n_frames", 1))
     _check_size(im, label, limit)  # before anything is decoded
+    if limit is not None and n_frames * im.size[0] * im.size[1] > limit:
+        # frames the first's size (as a GIF's) would be too many: refused before any decode
+        raise ReadError(label, _bomb_message(im.size, limit, n_frames))
     # The first frame is decoded before the metadata is read: a PNG's getexif() would load
     # it anyway, and the 16-bit path must swap the decoder's rawmode before any load.
     wide = _wide16.decode(im, opener) if n_frames == 1 else None
@@ -458,10 +472,15 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
     compression = im.info.get("compression") if fmt == "TIFF" else None
 
     frames, modes, durations = [], [], []
+    total = 0  # pixels of all frames: 80 frames of 3000x3000 are 720 Mpx, in a 320 kB GIF
     for index in range(n_frames):
         if index:
             im.seek(index)
             _check_size(im, label, limit)
+        total += im.size[0] * im.size[1]
+        if limit is not None and total > limit:
+            raise ReadError(label, _frames_message(index + 1, n_frames, total, limit))
+        if index:
             _wide16.check_not_wide(im, label)
             im.load()
         durations.append(im.info.get("duration"))

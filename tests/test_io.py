@@ -507,6 +507,23 @@ def test_bomb_guard_checks_every_frame(monkeypatch):
         pio.read(data, max_pixels=500)
 
 
+def test_bomb_guard_counts_the_pixels_of_all_frames():
+    # A small file of many large frames: every frame is decoded and pooled at once.
+    frames = [Image.new("L", (30, 20), i * 10) for i in range(8)]
+    data = encode_pil(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert len(pio.read(data, max_pixels=4800).frames) == 8
+    with pytest.raises(pio.ReadError, match=r"x\.gif: its 8 frames of 30x20 = 4,800 pixels are "
+                       r"pooled at once, over the limit of 4,799 .*--max-pixels 4800"):
+        pio.read(data, max_pixels=4799, name="x.gif")
+    # pages of different sizes: counted as they are read
+    pages = [Image.new("L", (10, 10)), Image.new("L", (20, 20)), Image.new("L", (20, 20))]
+    data = encode_pil(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    assert len(pio.read(data, max_pixels=900).frames) == 3
+    with pytest.raises(pio.ReadError, match="its 3 frames are pooled at once, and the first 3 "
+                       "already hold 900 pixels, over the limit of 899"):
+        pio.read(data, max_pixels=899)
+
+
 def test_max_pixels_must_be_positive():
     with pytest.raises(ValueError, match="max_pixels"):
         pio.read(b"", max_pixels=0)
