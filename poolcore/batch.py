@@ -424,7 +424,9 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
         if options.dry_run:
             rec.out_shape = pipeline.output_shape(rec.in_shape, item.axes)
             # what the write would refuse (RGBA as JPEG, frames as PNG) fails here too
-            io.check_format(item, None if task.output == STDIO else task.output, task.format)
+            sizes = [pipeline.output_shape(a.shape, item.axes) for a in item.all_frames]
+            io.check_format(item, None if task.output == STDIO else task.output, task.format,
+                            sizes=sizes)
             rec.status = "ok"
             return rec
         pooled = imaging.pool_item(

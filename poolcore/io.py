@@ -7,7 +7,7 @@ API (stable; poolcore.batch and the CLI build on it)::
     write(item, path, *, format=None, quality=None, overwrite=False) -> str   # atomic
     encode(item, fp, *, format=None, quality=None, name=None) -> None  # to a binary file
     write_bytes(item, *, format=None, quality=None) -> bytes  # for ``-o -`` (stdout)
-    check_format(item, path, format=None) -> str  # the format write() would use; WriteError
+    check_format(item, path, format=None, *, sizes=None) -> str  # write()'s format; WriteError
     format_for_path(path) -> str | None      # "PNG", "JPEG", ..., "NPY"; None if not ours
     normalize_format(fmt) -> str             # "jpg", ".tif", "PNG" -> "JPEG", "TIFF", "PNG"
     frame_mode(array, item_mode) -> str      # one frame's mode (a TIFF's pages may differ)
@@ -705,17 +705,20 @@ def _target_format(item: Item, path: str | None, format: str | None) -> str:
     return item.format
 
 
-def check_format(item: Item, path: str | os.PathLike | None, format: str | None = None) -> str:
+def check_format(item: Item, path: str | os.PathLike | None, format: str | None = None, *,
+                 sizes: list[tuple[int, ...]] | None = None) -> str:
     """The format :func:`write` would give ``item`` at ``path`` (``None``: a stream); raises
-    WriteError when that format cannot hold it (RGBA as JPEG, 16-bit as WebP, frames as PNG...).
-    Pooling keeps an image's mode and frames, so an input can be checked before it is pooled."""
+    WriteError when that format cannot hold it (RGBA as JPEG, 16-bit as WebP, frames as PNG,
+    an empty image...). Pooling keeps an image's mode and frames, so an input can be checked
+    before it is pooled: ``sizes`` are then the shapes its frames will have."""
     label = os.fspath(path) if path is not None else "<stream>"
     fmt = _target_format(item, label if path is not None else None, format)
-    _check_writable(item, fmt, label)
+    _check_writable(item, fmt, label, sizes)
     return fmt
 
 
-def _check_writable(item: Item, fmt: str, label: str) -> None:
+def _check_writable(item: Item, fmt: str, label: str,
+                    sizes: list[tuple[int, ...]] | None = None) -> None:
     if fmt == "NPY":
         frames = item.all_frames
         if len(frames) > 1 and len({(a.shape, a.dtype) for a in frames}) > 1:
@@ -723,9 +726,13 @@ def _check_writable(item: Item, fmt: str, label: str) -> None:
         return
     if item.kind != "image":
         raise WriteError(
-            label, f"a .npy array of shape {item.array.shape} can only be written as .npy "
-                   f"(got --format {_EXTENSION[fmt]})")
+            label, f"a .npy array of shape {item.array.shape} can only be written as .npy, "
+                   f"not as {_EXTENSION[fmt]}")
     frames = item.all_frames
+    for shape in sizes or [a.shape for a in frames]:
+        if 0 in shape[:2]:
+            raise WriteError(label, f"the pooled image would be {shape[1]}x{shape[0]} pixels: "
+                             f"an image needs at least one (.npy holds empty arrays)")
     if len(frames) > 1 and fmt not in _MULTI_FRAME:
         raise WriteError(
             label, f"{fmt} holds one image but this has {len(frames)} frames; use "

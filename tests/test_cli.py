@@ -276,6 +276,15 @@ def test_dry_run_touches_nothing(src):
     assert r.stderr.splitlines()[-1] == "dry run: no report or contact sheet written"
 
 
+def test_dry_run_fails_an_empty_image_as_the_run_does(src):
+    for extra in (["--dry-run"], []):
+        r = invoke(["src/a.png", "-o", "z.png", "-p", "adaptive_avg(0)", *extra])
+        assert r.exit_code == 1
+        assert "src/a.png: z.png: the pooled image would be 0x0 pixels: an image needs at " \
+               "least one (.npy holds empty arrays)" in r.stderr
+    assert not Path("z.png").exists()
+
+
 def test_an_input_is_never_overwritten(src):
     os.symlink("src/a.png", "link.png")
     before = tree(Path("src"))
