@@ -852,6 +852,10 @@ def encode(
             params["duration"] = list(item.durations)
         if item.loop is not None and fmt != "TIFF":
             params["loop"] = item.loop
+        elif fmt in ("WEBP", "PNG"):
+            # No loop count (a GIF without one, TIFF pages) plays once; WebP and APNG would
+            # default to forever. GIF's own default, no count, is once.
+            params["loop"] = 1
         if fmt == "GIF" and images[0].mode in ("RGBA", "LA"):
             # Each frame is complete: clear the previous one, or it shows through the holes.
             params["disposal"] = 2

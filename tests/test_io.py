@@ -416,6 +416,16 @@ def test_animated_gif_every_frame_with_durations(tmp_path):
         assert back.array.shape == (60, 80, 3)
 
 
+def test_an_animation_that_plays_once_still_plays_once(tmp_path):
+    frames = [Image.new("RGB", (8, 8), (i * 40, 0, 0)) for i in range(3)]
+    data = encode_pil(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=90)
+    pooled = pool_item(pio.read(data), AVG2)
+    assert pooled.loop is None  # a GIF without a loop count plays once
+    for fmt, once in (("gif", None), ("webp", 1), ("png", 1)):  # WebP, APNG: 0 is forever
+        with Image.open(pio.write(pooled, tmp_path / f"once.{fmt}")) as im:
+            assert im.info.get("loop") == once, fmt
+
+
 def test_animated_webp_rgba_frames(tmp_path):
     frames = [Image.fromarray(u8(10, 12, 4)) for _ in range(3)]
     data = encode_pil(frames[0], "WEBP", save_all=True, append_images=frames[1:],
