@@ -106,7 +106,17 @@ def _rounded(row: dict) -> dict:
     for key in ("read_s", "pool_s", "write_s", "total_s"):
         if row[key] is not None:
             row[key] = round(row[key], 6)
+    for key in ("input", "output", "error"):
+        if isinstance(row[key], str):
+            row[key] = _valid_text(row[key])
     return row
+
+
+def _valid_text(name: str) -> str:
+    """A file name that is not UTF-8 (Python keeps its bytes as lone surrogates) as valid text,
+    its odd bytes escaped: caf\\xe9.png. Such a string cannot be written as UTF-8 at all, and
+    strict JSON parsers refuse the surrogates."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def to_json(records, summary, pipeline, backend) -> str:

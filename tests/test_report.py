@@ -70,6 +70,19 @@ def summary(recs=None):
     return Summary.of(recs or records(), wall_s=0.5)
 
 
+def test_names_that_are_not_utf8_are_escaped_in_reports(tmp_path):
+    # A name from a zip made elsewhere: b"caf\xe9.png" comes to Python with a lone surrogate.
+    name = os.fsdecode(b"caf\xe9.png")
+    recs = [Record(name, "out/" + name, "failed", error=f"{name}: corrupt", index=0)]
+    for suffix in ("json", "csv"):
+        path = tmp_path / f"r.{suffix}"
+        report.write_report(path, recs, summary(recs), "avg(2)", "numpy")
+        text = path.read_bytes().decode("utf-8")  # valid UTF-8
+        assert "caf\\xe9.png" in text.replace("\\\\", "\\")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["files"][0]["input"] == "caf\\xe9.png"
+
+
 def test_json_report_validates_and_keeps_input_order():
     doc = report.to_dict(records(), summary(), "max(2) | avg(2)", "numpy")
     validate(doc, report.SCHEMA)
