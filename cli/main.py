@@ -402,14 +402,14 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
     try:
         with tqdm(total=len(plan), disable=not show, file=sys.stderr, unit="file",
                   dynamic_ncols=True, leave=False) as bar, \
-                contextlib.closing(batch.run(plan, pipeline, options)) as stream:
+                contextlib.closing(batch.run(plan, pipeline, options,
+                                             stop=lambda: bool(received))) as stream:
+            # After a signal no file starts; those in flight finish whole and are counted.
             for rec in stream:
                 records.append(rec)
                 bar.update()
                 if show and rec.status == "failed":
                     bar.write(f"failed: {rec.input}: {rec.error}", file=sys.stderr)
-                if received:
-                    break  # closing the stream lets the files in flight finish whole
     except KeyboardInterrupt:  # ours (above), or raised before our handler was in place
         if not received:
             received.append(signal.SIGINT)

@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 STDIO = "-"
@@ -359,8 +359,8 @@ def _check_output(src, dest, options, input_ids, claimed) -> tuple[str | None, s
 # ----------------------------------------------------------------------------------- running
 
 
-def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOptions
-        ) -> Iterator[Record]:
+def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOptions, *,
+        stop: Callable[[], bool] | None = None) -> Iterator[Record]:
     """Run ``pipeline`` over ``inputs`` (paths, or a :class:`Plan`) and yield one
     :class:`Record` per input, as each finishes: first those decided while planning, then the
     others in the order they complete (``Record.index`` is the input order).
@@ -368,16 +368,19 @@ def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOpti
     With ``options.n_workers > 1`` files run in that many worker processes (with
     ``workers=None``, only when the inputs add up to ``SMALL_BATCH_BYTES`` or more); a file's
     arrays never leave its worker. Close the iterator (or let it finish) to shut the workers
-    down.
+    down. ``stop`` is asked between files: once it returns True no file starts, those in
+    flight finish and are yielded, and the rest are yielded as skipped ("not run"), as after
+    a failure with ``fail_fast``.
     """
     the_plan = inputs if isinstance(inputs, Plan) else plan(inputs, options)
     yield from the_plan.decided
     tasks = list(the_plan.tasks)
     workers = _workers_for(the_plan, options)
+    stop = stop or (lambda: False)
     if workers <= 1:
-        yield from _run_here(tasks, pipeline, options)
+        yield from _run_here(tasks, pipeline, options, stop)
     else:
-        yield from _run_pool(tasks, pipeline, options, workers)
+        yield from _run_pool(tasks, pipeline, options, workers, stop)
 
 
 def _workers_for(the_plan: Plan, options: BatchOptions) -> int:
@@ -470,17 +473,22 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"
 
 
-def _not_run(task: Task) -> Record:
+def _not_run(task: Task, asked: bool) -> Record:
+    why = "it was stopped" if asked else "it stopped at its first failure (--fail-fast)"
     return Record(task.input, task.output, "skipped", index=task.index,
-                  error="not run: the batch stopped at its first failure (--fail-fast)")
+                  error=f"not run: the batch ended early: {why}")
 
 
-def _run_here(tasks: list[Task], pipeline, options: BatchOptions) -> Iterator[Record]:
+def _run_here(tasks: list[Task], pipeline, options: BatchOptions, stop: Callable[[], bool]
+              ) -> Iterator[Record]:
     for i, task in enumerate(tasks):
+        if stop():
+            yield from (_not_run(t, True) for t in tasks[i:])
+            return
         rec = process(task, pipeline, options)
         yield rec
         if options.fail_fast and rec.status == "failed":
-            yield from (_not_run(t) for t in tasks[i + 1:])
+            yield from (_not_run(t, False) for t in tasks[i + 1:])
             return
 
 
@@ -640,8 +648,8 @@ def _kill_survivors(executor) -> None:
             proc.kill()
 
 
-def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
-              ) -> Iterator[Record]:
+def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int,
+              stop: Callable[[], bool]) -> Iterator[Record]:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -655,12 +663,14 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
     inflight: dict = {}  # future -> its chunk of tasks
     solo: set[int] = set()  # tasks in flight when a worker died: retried one at a time
     window = 2 * workers  # few queued chunks: a stop (fail_fast, Ctrl-C) is quick
-    stopped = False
+    stopped = asked = False
     saved = os.environ.get("POOLCORE_THREADS")
     os.environ["POOLCORE_THREADS"] = "1"  # inherited by the forkserver / spawned workers
     executor = start()
     try:
         while inflight or (pending and not stopped):
+            asked = asked or stop()
+            stopped = stopped or asked
             while pending and not stopped and len(inflight) < window:
                 if any(t.index in solo for c in inflight.values() for t in c):
                     break  # a suspect runs alone
@@ -707,7 +717,7 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int
                     yield rec
                     stopped = stopped or options.fail_fast
         if stopped:
-            yield from (_not_run(t) for t in pending)
+            yield from (_not_run(t, asked or stop()) for t in pending)
     finally:
         # Normal end, an interrupt, or the caller closing the iterator: drop the queued files,
         # let those in flight finish (each lands whole or not at all), then stop the workers.

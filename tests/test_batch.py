@@ -430,12 +430,29 @@ def test_small_files_go_to_workers_in_chunks_and_suspects_alone():
     assert [t.index for t in batch._take_chunk(mixed, solo, workers=1)] == [3]  # alone
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_lets_the_files_in_flight_finish_and_skips_the_rest(tmp_path, workers):
+    src = tmp_path / "src"
+    for i in range(30):
+        image(src / f"i{i:02d}.png", size=(20, 20), seed=i)
+    records = []
+    for rec in batch.run([src], AVG2, BatchOptions(output=tmp_path / "o", recursive=True,
+                                                   workers=workers),
+                         stop=lambda: len(records) > 0):  # stop after the first file
+        records.append(rec)
+    ok = [r for r in records if r.status == "ok"]
+    assert len(records) == 30 and 0 < len(ok) < 30
+    assert sorted(tree(tmp_path / "o")) == sorted(Path(r.output).name for r in ok)
+    assert {r.error for r in records if r.status != "ok"} == {
+        "not run: the batch ended early: it was stopped"}
+
+
 def test_small_batches_run_here_unless_workers_are_asked_for(photos, tmp_path, monkeypatch):
     pools = []
 
-    def pool(tasks, pipeline, options, workers):
+    def pool(tasks, pipeline, options, workers, stop):
         pools.append(workers)
-        yield from batch._run_here(tasks, pipeline, options)
+        yield from batch._run_here(tasks, pipeline, options, stop)
 
     monkeypatch.setattr(batch, "_run_pool", pool)
     monkeypatch.setattr(batch, "_cpu_count", lambda: 4)

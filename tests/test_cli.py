@@ -411,7 +411,7 @@ def test_interrupt_exits_130_and_writes_no_report(src, monkeypatch):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_after_the_current_file(src, monkeypatch, signum):
     # The handler only notes the signal (an exception raised inside the worker pool's locks
-    # could deadlock its shutdown); the run stops at the next record with 128 + signum.
+    # could deadlock its shutdown); no file starts after it, and the run exits 128 + signum.
     from poolcore import batch
 
     real_run = batch.run
@@ -425,7 +425,8 @@ def test_a_signal_stops_after_the_current_file(src, monkeypatch, signum):
     monkeypatch.setattr(batch, "run", run)
     r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--report", "r.json", "--workers", "1"])
     assert r.exit_code == 128 + signum
-    assert "poolimg: interrupted after 2 of 3 files" in r.stderr
+    assert "poolimg: interrupted after 1 of 3 files" in r.stderr
+    assert len(tree(Path("out"))) == 1
     assert not Path("r.json").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
@@ -585,6 +586,7 @@ def test_ctrl_c_leaves_no_partial_file(src, sig, group):
     assert "no partial file is left" in err.decode()
     written = os.listdir("out")
     assert 0 < len(written) < 40
+    assert f"interrupted after {len(written)} of 40 files" in err.decode()  # in flight too
     assert not [n for n in written if n.startswith(".")]  # no temporary file
     for name in written:
         with Image.open(Path("out", name)) as im:
