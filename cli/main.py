@@ -269,7 +269,8 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
         given = [flag for flag, v in shorthand.items()
                  if v is not None and source(names[flag]) is ParameterSource.COMMANDLINE]
         if given:
-            raise click.UsageError(f"{', '.join(given)} go with --op (the one-stage shorthand)")
+            raise click.UsageError(f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} "
+                                   "with --op (the one-stage shorthand)")
         if pipeline is None:
             raise click.UsageError(
                 'no pipeline: give -p "avg(2)", --op avg -k 2, or --config FILE.toml'

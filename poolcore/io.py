@@ -234,7 +234,10 @@ def read(
                 f.close()
                 raise
         except OSError as e:
-            raise ReadError(label, e.strerror or str(e)) from None
+            raise ReadError(label, f"cannot read: {e.strerror or e}") from None
+        if not head:
+            f.close()
+            raise ReadError(label, "empty file (0 bytes)")
         if head.startswith(b"\x93NUMPY"):
             f.close()
             return _read_npy(path, label, layout)
@@ -247,6 +250,8 @@ def read(
         if not isinstance(name, str):
             name = None
     label = name or "<stream>"
+    if not data:
+        raise ReadError(label, "empty input (0 bytes)")
     if data.startswith(b"\x93NUMPY"):
         return _read_npy(io.BytesIO(data), label, layout)
     return _read_image(lambda: io.BytesIO(data), label, max_pixels)

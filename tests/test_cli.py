@@ -91,7 +91,7 @@ USAGE = "Usage: main -o PATH [OPTIONS] INPUT...\nTry 'main --help' for help.\n\n
         (["src", "-r", "-o", "o", "-p", "avg(2)", "--op", "max", "-k", "2"],
          "-p/--pipeline and --op are alternatives: give one"),
         (["src", "-r", "-o", "o", "-k", "2"],
-         "-k/--kernel go with --op (the one-stage shorthand)"),
+         "-k/--kernel goes with --op (the one-stage shorthand)"),
         (["src", "-r", "-o", "o", "--op", "max"], "--op needs -k/--kernel"),
         (["src", "-r", "-o", "o"],
          'no pipeline: give -p "avg(2)", --op avg -k 2, or --config FILE.toml'),

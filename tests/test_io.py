@@ -636,10 +636,14 @@ def test_npy_cannot_become_an_image(tmp_path):
 
 
 def test_read_errors_name_the_file_and_the_reason(tmp_path):
-    with pytest.raises(pio.ReadError, match=r"nope\.png: No such file"):
+    with pytest.raises(pio.ReadError, match=r"nope\.png: cannot read: No such file"):
         pio.read(tmp_path / "nope.png")
-    with pytest.raises(pio.ReadError, match="Is a directory"):
+    with pytest.raises(pio.ReadError, match="cannot read: Is a directory"):
         pio.read(tmp_path)
+    with pytest.raises(pio.ReadError, match=r"empty\.png: empty file \(0 bytes\)"):
+        pio.read(save(tmp_path, "empty.png", b""))
+    with pytest.raises(pio.ReadError, match=r"<stream>: empty input \(0 bytes\)"):
+        pio.read(b"")
     junk = save(tmp_path, "junk.png", b"this is not an image at all" * 10)
     with pytest.raises(pio.ReadError, match=r"junk\.png: not a recognised image"):
         pio.read(junk)
