@@ -168,8 +168,8 @@ def _suffix(*suffixes: str):
                options_metavar="-o PATH [OPTIONS]")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", required=True, metavar="PATH",
-              help="Output directory (created if missing), or a file when there is a single "
-              "input file; - writes to stdout.")
+              help="Output directory (created if missing; so is a new name without a "
+              "suffix), or a file such as out.png for a single input file; - writes to stdout.")
 @click.option("-p", "--pipeline", metavar="TEXT", callback=_parse_pipeline,
               help='Stages applied in order, e.g. "max(3, stride=2, padding=1) | avg(2)". '
               "Ops: max min avg sum lp median, adaptive_{max,min,avg,sum,median}.")

@@ -207,7 +207,8 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
         if out == STDIO:
             raise ValueError("`-o -` (stdout) takes a single input file")
         if args == [STDIO]:
-            raise ValueError("reading stdin: the output must be a file or `-`, not a directory")
+            raise ValueError("reading stdin: the output must be a file (with a suffix, such "
+                             "as out.png) or `-`, not a directory")
         if os.path.exists(out) and not os.path.isdir(out):
             raise ValueError(
                 f"output {out!r} is a file; with several inputs or a directory it must be a "
@@ -219,6 +220,8 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
                 f"output {out!r} is named like a file, but several inputs or a directory "
                 "need a directory; end it with / to make a directory of that name"
             )
+    elif out != STDIO:
+        _check_output_name(out, options.format)
     out_real = os.path.realpath(out) if to_dir else None
 
     # (input, output, status decided now or None, reason); no output for an input we refuse
@@ -264,7 +267,29 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
 
 
 def _names_directory(out: str) -> bool:
-    return out.endswith((os.sep, "/")) or os.path.isdir(out)
+    """``-o out/``, an existing directory, or a new name without a suffix: ``-o thumbs`` is a
+    directory whether ``*.jpg`` matched one file or several."""
+    if out.endswith((os.sep, "/")) or os.path.isdir(out):
+        return True
+    return not os.path.lexists(out) and not os.path.splitext(out)[1]
+
+
+def _check_output_name(out: str, format: str | None) -> None:
+    """A single output file's suffix must be one we write, and agree with ``format``."""
+    from .io import format_for_path, normalize_format
+
+    named, suffix = format_for_path(out), os.path.splitext(out)[1]
+    if format is None and suffix and named is None:
+        raise ValueError(
+            f"output {out!r}: {suffix!r} is not a suffix poolimg writes; name the file .png, "
+            ".jpg, .tif, .webp, .bmp, .gif or .npy, give --format, or end the name with / for "
+            "a directory"
+        )
+    if format is not None and named is not None and normalize_format(format) != named:
+        raise ValueError(
+            f"output {out!r} is named as {named} but --format asks for "
+            f"{normalize_format(format)}; drop one of them"
+        )
 
 
 def _mirror(out: str, rel: str, options: BatchOptions) -> str:

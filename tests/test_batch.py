@@ -91,6 +91,21 @@ def test_plan_format_changes_the_suffix(photos, tmp_path):
     assert {t.format for t in plan.tasks} == {"webp"}
 
 
+def test_one_input_to_a_name_without_a_suffix_is_a_directory(photos, tmp_path):
+    # `poolimg *.jpg -o thumbs` when the glob matched one file: thumbs/ as for several
+    plan = batch.plan([photos / "a.png"], BatchOptions(output=tmp_path / "thumbs"))
+    assert plan.output_dir == str(tmp_path / "thumbs")
+    assert plan.tasks[0].output == str(tmp_path / "thumbs" / "a.png")
+    (tmp_path / "existing").write_bytes(b"")  # an existing file stays a file
+    plan = batch.plan([photos / "a.png"], BatchOptions(output=tmp_path / "existing",
+                                                     overwrite=True))
+    assert plan.output_dir is None and plan.tasks[0].output == str(tmp_path / "existing")
+    with pytest.raises(ValueError, match="named as JPEG but --format asks for PNG"):
+        batch.plan([photos / "a.png"], BatchOptions(output=tmp_path / "t.jpeg", format="png"))
+    plan = batch.plan([photos / "a.png"], BatchOptions(output=tmp_path / "t.xyz", format="png"))
+    assert plan.tasks[0].output == str(tmp_path / "t.xyz")
+
+
 @pytest.mark.parametrize(
     "inputs, output, message",
     [
@@ -99,7 +114,9 @@ def test_plan_format_changes_the_suffix(photos, tmp_path):
         (["-", "photos/a.png"], "o", "must be the only input"),
         (["photos/a.png", "photos/b.jpg"], "photos/a.png", "is a file; with several inputs"),
         (["photos/a.png", "photos/b.jpg"], "-", "takes a single input file"),
-        (["-"], "somedir/", "reading stdin: the output must be a file or `-`"),
+        (["-"], "somedir/", "reading stdin: the output must be a file .*or `-`"),
+        (["-"], "somedir", "reading stdin: the output must be a file .*or `-`"),
+        (["photos/a.png"], "out.xyz", "'.xyz' is not a suffix poolimg writes"),
     ],
 )
 def test_plan_refuses_impossible_batches(photos, monkeypatch, inputs, output, message):
@@ -108,7 +125,7 @@ def test_plan_refuses_impossible_batches(photos, monkeypatch, inputs, output, me
         batch.plan(inputs, BatchOptions(output=output))
 
 
-def test_single_input_output_is_a_file_unless_a_directory(photos, tmp_path):
+def test_single_input_output_is_a_file_unless_it_names_a_directory(photos, tmp_path):
     a = photos / "a.png"
     assert batch.plan([a], BatchOptions(output=tmp_path / "x.png")).tasks[0].output == str(
         tmp_path / "x.png")
@@ -117,8 +134,9 @@ def test_single_input_output_is_a_file_unless_a_directory(photos, tmp_path):
         tmp_path / "d" / "a.png")
     assert batch.plan([a], BatchOptions(output=f"{tmp_path}/new/")).tasks[0].output == str(
         tmp_path / "new" / "a.png")
-    # no suffix on the output: the input's format
-    assert run_all([a], AVG2, output=tmp_path / "noext")["a.png"].status == "ok"
+    # an existing file without a suffix: the input's format
+    (tmp_path / "noext").write_bytes(b"")
+    assert run_all([a], AVG2, output=tmp_path / "noext", overwrite=True)["a.png"].status == "ok"
     with Image.open(tmp_path / "noext") as im:
         assert im.format == "PNG" and im.size == (16, 12)
 
