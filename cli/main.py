@@ -186,7 +186,8 @@ def _suffix(*suffixes: str):
 @click.option("-r", "--recursive", is_flag=True, help="Descend into directories.")
 @click.option("--layout", type=click.Choice(LAYOUTS, case_sensitive=False), metavar="LAYOUT",
               help=f"Axes of .npy inputs: {', '.join(LAYOUTS)}; H, W (and D) are pooled "
-              "[default: the last two axes].")
+              "[default: the last two axes]. dhw also makes the pages of a TIFF stack one "
+              "volume, D its pages.")
 @click.option("--format", "format_", type=click.Choice(FORMATS, case_sensitive=False),
               metavar="EXT", help=f"Output format: {', '.join(FORMATS)} [default: the input's].")
 @click.option("--quality", type=click.IntRange(1, 100), metavar="Q",
@@ -237,6 +238,8 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
       poolimg *.jpg -o out -p "max(3, stride=2, padding=1) | avg(2)" --linear-light --format webp
       # tensors: pool H and W of an NCHW array to 7x7
       poolimg feats.npy -o feats7.npy --layout nchw -p "adaptive_avg((7, 7))"
+      # a microscope stack: 2x2x2 mean over z, y, x of a multi-page TIFF
+      poolimg stack.tif -o stack-small.tif --layout dhw -p "avg(2)"
       # what would be written, then the effect on a few images at a glance
       poolimg -r photos -o small -p "avg(4)" --dry-run
       poolimg a.jpg b.png -o out -p "median(3)" --contact-sheet sheet.png

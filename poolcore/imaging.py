@@ -73,13 +73,19 @@ def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
         return replace(item, array=out[0], frames=out)
     out = []
     for a in frames:
-        mode = frame_mode(a, item.mode)  # frames of a TIFF may differ: an L page and an F page
-        for stage in pipeline.stages:
-            a = _pool_stage(a, mode, stage, linear_light, backend)
+        if item.layout == "dhw":  # a stack of pages: each channel on its own, in its dtype
+            for stage in pipeline.stages:
+                a = _to_dtype(stage(a, axes=item.axes, backend=backend), a.dtype)
+        else:
+            mode = frame_mode(a, item.mode)  # a TIFF's pages may differ: an L and an F page
+            for stage in pipeline.stages:
+                a = _pool_stage(a, mode, stage, linear_light, backend)
         out.append(a)
     dpi = item.dpi
     if dpi is not None:
-        (h0, w0), (h1, w1) = frames[0].shape[:2], out[0].shape[:2]
+        h, w = item.axes[-2:]  # the pooled axes are (0, 1), or (0, 1, 2) for a volume
+        (h0, w0), (h1, w1) = (frames[0].shape[h], frames[0].shape[w]), (out[0].shape[h],
+                                                                        out[0].shape[w])
         dpi = (dpi[0] * w1 / w0 if w0 else dpi[0], dpi[1] * h1 / h0 if h0 else dpi[1])
     return replace(item, array=out[0], frames=out, dpi=dpi)
 

@@ -157,7 +157,8 @@ class Item:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # "Exif\0\0" + TIFF data; orientation reset to 1
     dpi: tuple[float, float] | None = None  # (x, y), after orientation
-    layout: str | None = None  # "hw"/"hwc" for images; the npy layout if one was given
+    layout: str | None = None  # "hw"/"hwc" for images, "dhw" for a stack of pages as a
+    # volume (array (D, H, W[, C]), axes (0, 1, 2)); the npy layout if one was given
     compression: str | None = None  # TIFF compression to reuse when writing TIFF
     orientation: int = 1  # the EXIF orientation that was applied on read
     source: str | None = None  # where it was read from (messages; never overwritten)
@@ -171,6 +172,11 @@ class Item:
     def all_frames(self) -> list[np.ndarray]:
         """Every frame, ``array`` first."""
         return [self.array, *self.frames[1:]]
+
+    @property
+    def pages(self) -> list[np.ndarray]:
+        """The 2-D images a file holds: every frame, or a volume's slices along D."""
+        return list(self.array) if self.layout == "dhw" else self.all_frames
 
     @property
     def pixels(self) -> int:
@@ -201,8 +207,10 @@ def read(
     source : path, bytes or binary file object
         The format is recognised from the content, not the extension.
     layout : str, optional
-        For ``.npy`` only: one of ``LAYOUTS``; its d, h, w axes are pooled. Default: the last
-        two axes. Ignored for images, which are always (H, W) or (H, W, C).
+        For ``.npy``: one of ``LAYOUTS``; its d, h, w axes are pooled. Default: the last
+        two axes. For images only ``"dhw"`` counts: the pages (of a TIFF stack, an animation)
+        become one (D, H, W[, C]) volume pooled over its first three axes, written back as
+        pages; otherwise an image is (H, W) or (H, W, C), each frame pooled on its own.
     max_pixels : int, optional
         Largest image (width * height of any frame) to decode; images only (a ``.npy`` is
         memory-mapped, its size is no bomb). Default: Pillow's decompression-bomb limit,
@@ -241,7 +249,7 @@ def read(
         if head.startswith(b"\x93NUMPY"):
             f.close()
             return _read_npy(path, label, layout)
-        return _read_image(_opener(path, f), label, max_pixels)
+        return _read_image(_opener(path, f), label, max_pixels, layout == "dhw")
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:  # a file object: pipes are not seekable, so take it all
@@ -254,7 +262,7 @@ def read(
         raise ReadError(label, "empty input (0 bytes)")
     if data.startswith(b"\x93NUMPY"):
         return _read_npy(io.BytesIO(data), label, layout)
-    return _read_image(lambda: io.BytesIO(data), label, max_pixels)
+    return _read_image(lambda: io.BytesIO(data), label, max_pixels, layout == "dhw")
 
 
 def _opener(path: str, first: BinaryIO):
@@ -361,23 +369,23 @@ def _bomb_message(size: tuple[int, int], limit: int, n_frames: int = 1) -> str:
     )
 
 
-def _read_image(opener, label: str, max_pixels: int | None) -> Item:
+def _read_image(opener, label: str, max_pixels: int | None, volume: bool) -> Item:
     if max_pixels is None:
         pillow = Image.MAX_IMAGE_PIXELS
         limit = 2 * pillow if pillow else None
-        return _decode(opener, label, limit)
+        return _decode(opener, label, limit, volume)
     with _PIXELS_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         # Pillow errors at 2x its limit and warns at 1x: at max_pixels it stays quiet for
         # everything we accept, and our own check below refuses the rest with a clear text.
         Image.MAX_IMAGE_PIXELS = int(max_pixels)
         try:
-            return _decode(opener, label, int(max_pixels))
+            return _decode(opener, label, int(max_pixels), volume)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _decode(opener, label: str, limit: int | None) -> Item:
+def _decode(opener, label: str, limit: int | None, volume: bool) -> Item:
     try:
         with warnings.catch_warnings():
             # The warning band (1x..2x Pillow's limit) is accepted as Pillow accepts it; the
@@ -392,7 +400,7 @@ def _decode(opener, label: str, limit: int | None) -> Item:
                     size = _peek_size(opener)
                     raise ReadError(label, _bomb_message(size, limit or 0)) from None
                 with im:
-                    return _decode_open(im, opener, label, limit)
+                    return _decode_open(im, opener, label, limit, volume)
     except PoolIOError:
         raise
     except MemoryError:
@@ -446,7 +454,7 @@ def _check_size(im, label: str, limit: int | None) -> None:
         raise ReadError(label, _bomb_message(im.size, limit))
 
 
-def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
+def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) -> Item:
     fmt = im.format
     if fmt == "MPO":  # a JPEG with extra pictures (phones: previews, depth maps)
         fmt = "JPEG"
@@ -498,8 +506,22 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit) -> Item:
             # A single frame may share Pillow's memory; a later frame of an animation is
             # decoded into that same memory, so frames of several are copied.
             array, mode = _frame_array(frame, label, share=n_frames == 1)
+        if volume:  # each page straight into the stack: no list of pages beside it
+            if index == 0:
+                stack = np.empty((n_frames, *array.shape), array.dtype)
+                modes.append(mode)
+            elif (mode, array.shape) != (modes[0], stack.shape[1:]):
+                raise ReadError(label, f"--layout dhw stacks its pages into a volume, but page "
+                                f"{index + 1} is {mode} {array.shape} and page 1 {modes[0]} "
+                                f"{stack.shape[1:]}")
+            stack[index] = array
+            continue
         frames.append(array)
         modes.append(mode)
+    if volume:
+        return Item(stack, (0, 1, 2), "image", mode=modes[0], format=fmt, icc_profile=icc,
+                    exif=exif_bytes, dpi=dpi, layout="dhw", compression=compression,
+                    orientation=orientation, source=label)
     frames, modes = _unify(frames, modes, label)
     animated = n_frames > 1
     if animated and fmt == "WEBP" and modes[0] == "RGBA" and all(
@@ -733,11 +755,11 @@ def _check_writable(item: Item, fmt: str, label: str,
         raise WriteError(
             label, f"a .npy array of shape {item.array.shape} can only be written as .npy, "
                    f"not as {_EXTENSION[fmt]}")
-    frames = item.all_frames
-    for shape in sizes or [a.shape for a in frames]:
-        if 0 in shape[:2]:
-            raise WriteError(label, f"the pooled image would be {shape[1]}x{shape[0]} pixels: "
-                             f"an image needs at least one (.npy holds empty arrays)")
+    for shape in sizes or [a.shape for a in item.all_frames]:
+        if 0 in shape:
+            raise WriteError(label, f"the pooled image would be empty, of shape "
+                             f"{tuple(shape)}: an image needs a pixel (.npy holds empty arrays)")
+    frames = item.pages
     if len(frames) > 1 and fmt not in _MULTI_FRAME:
         raise WriteError(
             label, f"{fmt} holds one image but this has {len(frames)} frames; use "
@@ -819,11 +841,12 @@ def encode(
         raise ValueError(f"`quality` must be an integer from 1 to 100, got {quality!r}")
     fmt = normalize_format(format) if format is not None else _target_format(item, None, None)
     _check_writable(item, fmt, label)
-    frames = item.all_frames
     if fmt == "NPY":
+        frames = item.all_frames  # a volume is one array
         arr = frames[0] if len(frames) == 1 else np.stack(frames)
         np.save(fp, np.asarray(arr), allow_pickle=False)
         return
+    frames = item.pages
     mode = frame_mode(frames[0], item.mode)
     size = (frames[0].shape[1], frames[0].shape[0])
     exif = _exif_for(item.exif, fmt, item.dpi, size)

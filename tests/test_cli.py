@@ -280,8 +280,8 @@ def test_dry_run_fails_an_empty_image_as_the_run_does(src):
     for extra in (["--dry-run"], []):
         r = invoke(["src/a.png", "-o", "z.png", "-p", "adaptive_avg(0)", *extra])
         assert r.exit_code == 1
-        assert "src/a.png: z.png: the pooled image would be 0x0 pixels: an image needs at " \
-               "least one (.npy holds empty arrays)" in r.stderr
+        assert "src/a.png: z.png: the pooled image would be empty, of shape (0, 0, 3): an " \
+               "image needs a pixel (.npy holds empty arrays)" in r.stderr
     assert not Path("z.png").exists()
 
 

@@ -492,6 +492,31 @@ def test_each_page_is_pooled_in_its_own_mode_and_cmyk_is_not_mixed():
         pio.read(data, name="stack.tif")
 
 
+def test_layout_dhw_reads_a_tiff_stack_as_one_volume(tmp_path):
+    vol = RNG.integers(0, 65536, (6, 8, 10)).astype(np.uint16)
+    pages = [Image.fromarray(p) for p in vol]
+    data = encode_pil(pages[0], "TIFF", save_all=True, append_images=pages[1:],
+                      compression="tiff_lzw")
+    item = pio.read(data, layout="dhw")
+    assert item.layout == "dhw" and item.axes == (0, 1, 2) and item.mode == "I;16"
+    np.testing.assert_array_equal(item.array, vol)
+    assert len(item.pages) == 6 and item.pixels == vol.size
+    pooled = pool_item(item, AVG2)  # 2x2x2, exact: a mean of integers rounded half up
+    sums = vol.astype(np.int64).reshape(3, 2, 4, 2, 5, 2).sum(axis=(1, 3, 5))
+    np.testing.assert_array_equal(pooled.array, (2 * sums + 8) // 16)
+    back = pio.read(pio.write(pooled, tmp_path / "small.tif"), layout="dhw")
+    np.testing.assert_array_equal(back.array, pooled.array)
+    assert back.compression == "tiff_lzw"
+    assert pio.read(pio.write(pooled, tmp_path / "small.npy")).array.shape == (3, 4, 5)
+    # without the layout the pages are frames, each pooled in 2-D
+    assert [f.shape for f in pool_item(pio.read(data), AVG2).frames] == [(4, 5)] * 6
+    # pages that do not stack
+    data = encode_pil(pages[0], "TIFF", save_all=True, append_images=[Image.new("L", (10, 8))])
+    with pytest.raises(pio.ReadError, match=r"--layout dhw stacks its pages into a volume, but "
+                       r"page 2 is L \(8, 10\) and page 1 I;16 \(8, 10\)"):
+        pio.read(data, layout="dhw")
+
+
 # ---------------------------------------------------------------------- decompression bombs
 
 
