@@ -24,7 +24,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 # Options of the help screen, by section (Click has no sections of its own, pallets/click#373).
 SECTIONS = (
     ("Pipeline", ("pipeline", "op", "kernel", "stride", "padding", "ceil_mode", "config")),
-    ("Reading and writing", ("output", "recursive", "layout", "format_", "quality",
+    ("Reading and writing", ("output", "recursive", "layout", "format_", "quality", "strip",
                              "linear_light", "max_pixels", "overwrite", "skip_existing")),
     ("Batch", ("workers", "backend", "fail_fast", "dry_run")),
     ("Reports", ("report", "contact_sheet", "quiet", "no_progress")),
@@ -192,6 +192,9 @@ def _suffix(*suffixes: str):
               metavar="EXT", help=f"Output format: {', '.join(FORMATS)} [default: the input's].")
 @click.option("--quality", type=click.IntRange(1, 100), metavar="Q",
               help="JPEG/WebP quality [default: 90].")
+@click.option("--strip", is_flag=True,
+              help="Drop EXIF metadata (GPS position, camera, dates) from the outputs; the "
+              "colour profile and DPI are kept.")
 @click.option("--linear-light", is_flag=True,
               help="Average in linear light rather than gamma-encoded sRGB.")
 @click.option("--max-pixels", type=click.IntRange(min=1), metavar="N",
@@ -216,7 +219,7 @@ def _suffix(*suffixes: str):
               callback=_print_version, help="Show the version and the backends, and exit.")
 @click.pass_context
 def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, padding, ceil_mode,
-         recursive, layout, format_, quality, linear_light, max_pixels, overwrite,
+         recursive, layout, format_, quality, strip, linear_light, max_pixels, overwrite,
          skip_existing, workers, backend, fail_fast, dry_run, report, contact_sheet, quiet,
          no_progress):
     """Pool images and .npy arrays with a pipeline of pooling stages.
@@ -304,7 +307,7 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
         layout=layout.lower() if layout else None, overwrite=overwrite,
         skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run,
         format=format_.lower() if format_ else None, quality=quality,
-        linear_light=linear_light, max_pixels=max_pixels,
+        strip=strip, linear_light=linear_light, max_pixels=max_pixels,
     )
     try:
         plan = batch.plan(inputs, options)

@@ -58,6 +58,7 @@ class BatchOptions:
     dry_run: bool = False
     format: str | None = None
     quality: int | None = None
+    strip: bool = False  # drop EXIF (GPS, camera, dates); ICC and DPI stay
     linear_light: bool = False
     max_pixels: int | None = None
 
@@ -445,6 +446,8 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
                            max_pixels=options.max_pixels, name="<stdin>" if stdin else None)
         finally:
             _state["reading_stdin"] = False
+        if options.strip:
+            item = replace(item, exif=None)
         t1 = time.perf_counter()
         rec.read_s = t1 - t0
         rec.in_shape = tuple(item.array.shape)

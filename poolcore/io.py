@@ -698,6 +698,7 @@ _WHY = {
     "I": "32-bit integer samples", "F": "float samples", "RGB;16": "16-bit colour",
     "RGBA;16": "16-bit colour with alpha", "LA;16": "16-bit gray with alpha",
 }
+_JPEG_MARKER_BYTES = 65533  # an APP1 segment's payload: EXIF must fit in one
 _DEFAULT_QUALITY = 90  # Pillow's 75 softens JPEG/WebP visibly; 90 is the common choice
 
 
@@ -759,6 +760,10 @@ def _check_writable(item: Item, fmt: str, label: str,
         if 0 in shape:
             raise WriteError(label, f"the pooled image would be empty, of shape "
                              f"{tuple(shape)}: an image needs a pixel (.npy holds empty arrays)")
+    if fmt == "JPEG" and item.exif and len(item.exif) > _JPEG_MARKER_BYTES:
+        raise WriteError(label, f"its EXIF metadata ({len(item.exif):,} bytes) is over what a "
+                         f"JPEG holds ({_JPEG_MARKER_BYTES:,}); --strip drops it, or write it as "
+                         f"png, webp or tiff")
     frames = item.pages
     if len(frames) > 1 and fmt not in _MULTI_FRAME:
         raise WriteError(

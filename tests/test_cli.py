@@ -327,6 +327,29 @@ def test_a_named_file_is_read_by_its_content_whatever_its_suffix(src):
     assert sorted(tree(Path("e"))) == ["upload"]
 
 
+def test_strip_drops_exif_and_keeps_the_colour_profile_and_dpi(src):
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0)}  # GPS
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.open("src/b.jpg").save("phone.jpg", exif=exif, icc_profile=icc, dpi=(300, 300))
+    assert invoke(["phone.jpg", "-o", "kept.jpg", "-p", "avg(2)"]).exit_code == 0
+    assert invoke(["phone.jpg", "-o", "thumb.jpg", "-p", "avg(2)", "--strip"]).exit_code == 0
+    with Image.open("kept.jpg") as kept, Image.open("thumb.jpg") as thumb:
+        assert kept.getexif().get_ifd(0x8825)[1] == "N"
+        assert not thumb.getexif() and "exif" not in thumb.info
+        assert thumb.info["icc_profile"] == icc and thumb.info["dpi"] == (150, 150)
+    # EXIF over what a JPEG holds: a clear failure that points at --strip
+    big = Image.Exif()
+    big[0x010E] = "x" * 70000
+    Image.open("src/a.png").save("big.png", exif=big)
+    r = invoke(["big.png", "-o", "big.jpg", "-p", "avg(2)"])
+    assert r.exit_code == 1 and "over what a JPEG holds (65,533); --strip drops it" in r.stderr
+    assert invoke(["big.png", "-o", "big.jpg", "-p", "avg(2)", "--strip"]).exit_code == 0
+
+
 def test_contact_sheet_says_when_it_shows_only_some(src):
     for i in range(7):
         image(Path(f"src/more/m{i}.png"), seed=20 + i)
