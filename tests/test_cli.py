@@ -182,7 +182,7 @@ def test_config_stages_tables(src):
         ('pipelin = "avg(2)"\n', "unknown key 'pipelin'; expected `pipeline`, [[stages]] or one "
          "of backend, ceil-mode, contact-sheet, dry-run, fail-fast, format, kernel, layout, "
          "linear-light, max-pixels, no-progress, op, output, overwrite, padding, quality, quiet, "
-         "recursive, report, skip-existing, stride, workers"),
+         "recursive, report, skip-existing, stride, strip, workers"),
         ('pipeline = "avg(2"\n', "`pipeline`: stage 1 `avg(2`: not a stage call like `max(2)` "
          "(near '(2')"),
         ("pipeline = \n", "not valid TOML: "),
