@@ -134,6 +134,11 @@ def _load_config(ctx: click.Context, param, value):
                 value, hint=f"unknown key {key!r}; expected `pipeline`, [[stages]] or one of "
                 + ", ".join(sorted(k for k in keys if k not in ("pipeline", "help")))
             )
+        option = next(p for p in ctx.command.params if p.name == name)
+        try:  # checked here, so that the message names the file and its key
+            option.type_cast_value(ctx, v)
+        except click.BadParameter as e:
+            raise ConfigError(value, hint=f"{key} = {v!r}: {e.message}") from None
         defaults[name] = v
     if "pipeline" in data or "stages" in data:
         try:

@@ -186,6 +186,9 @@ def test_config_stages_tables(src):
         ('pipeline = "avg(2"\n', "`pipeline`: stage 1 `avg(2`: not a stage call like `max(2)` "
          "(near '(2')"),
         ("pipeline = \n", "not valid TOML: "),
+        ('pipeline = "avg(2)"\nquality = 500\n',
+         "quality = 500: 500 is not in the range 1<=x<=100."),
+        ('pipeline = "avg(2)"\nformat = "jpeg2000"\n', "format = 'jpeg2000': 'jpeg2000' is not "),
     ],
 )
 def test_a_bad_config_is_a_usage_error(src, text, message):
