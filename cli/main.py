@@ -25,7 +25,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 SECTIONS = (
     ("Pipeline", ("pipeline", "op", "kernel", "stride", "padding", "ceil_mode", "config")),
     ("Reading and writing", ("output", "recursive", "layout", "format_", "quality", "strip",
-                             "linear_light", "max_pixels", "overwrite", "skip_existing")),
+                             "background", "linear_light", "max_pixels", "overwrite",
+                             "skip_existing")),
     ("Batch", ("workers", "backend", "fail_fast", "dry_run")),
     ("Reports", ("report", "contact_sheet", "quiet", "no_progress")),
 )
@@ -160,6 +161,18 @@ def _parse_pipeline(ctx: click.Context, param, value):
         raise click.BadParameter(str(e), ctx=ctx, param=param) from None
 
 
+def _colour(ctx: click.Context, param, value):
+    if value is None:
+        return None
+    from PIL import ImageColor
+
+    try:
+        return ImageColor.getrgb(value)[:3]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a colour: a name (white), #rrggbb or "
+                                 "rgb(r, g, b)") from None
+
+
 def _suffix(*suffixes: str):
     def check(ctx, param, value):
         if value is not None and not value.lower().endswith(suffixes):
@@ -200,6 +213,9 @@ def _suffix(*suffixes: str):
 @click.option("--strip", is_flag=True,
               help="Drop EXIF metadata (GPS position, camera, dates) from the outputs; the "
               "colour profile and DPI are kept.")
+@click.option("--background", metavar="COLOR", callback=_colour,
+              help="Flatten transparency onto COLOR (white, #f0f0f0, ...) before pooling, so "
+              "that images with alpha can be written as JPEG or BMP.")
 @click.option("--linear-light", is_flag=True,
               help="Average in linear light rather than gamma-encoded sRGB.")
 @click.option("--max-pixels", type=click.IntRange(min=1), metavar="N",
@@ -224,9 +240,9 @@ def _suffix(*suffixes: str):
               callback=_print_version, help="Show the version and the backends, and exit.")
 @click.pass_context
 def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, padding, ceil_mode,
-         recursive, layout, format_, quality, strip, linear_light, max_pixels, overwrite,
-         skip_existing, workers, backend, fail_fast, dry_run, report, contact_sheet, quiet,
-         no_progress):
+         recursive, layout, format_, quality, strip, background, linear_light, max_pixels,
+         overwrite, skip_existing, workers, backend, fail_fast, dry_run, report, contact_sheet,
+         quiet, no_progress):
     """Pool images and .npy arrays with a pipeline of pooling stages.
 
     Each INPUT (a file, a directory with -r, or - for stdin) is read, pooled and written
@@ -312,7 +328,7 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
         layout=layout.lower() if layout else None, overwrite=overwrite,
         skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run,
         format=format_.lower() if format_ else None, quality=quality,
-        strip=strip, linear_light=linear_light, max_pixels=max_pixels,
+        strip=strip, background=background, linear_light=linear_light, max_pixels=max_pixels,
     )
     try:
         plan = batch.plan(inputs, options)

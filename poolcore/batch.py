@@ -59,6 +59,7 @@ class BatchOptions:
     format: str | None = None
     quality: int | None = None
     strip: bool = False  # drop EXIF (GPS, camera, dates); ICC and DPI stay
+    background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     linear_light: bool = False
     max_pixels: int | None = None
 
@@ -448,6 +449,8 @@ def process(task: Task, pipeline, options: BatchOptions) -> Record:
             _state["reading_stdin"] = False
         if options.strip:
             item = replace(item, exif=None)
+        if options.background is not None:
+            item = imaging.flatten(item, options.background)
         t1 = time.perf_counter()
         rec.read_s = t1 - t0
         rec.in_shape = tuple(item.array.shape)

@@ -3,6 +3,7 @@
 API (poolcore.batch builds on it)::
 
     pool_item(item, pipeline, *, linear_light=False, backend="auto") -> Item
+    flatten(item, background) -> Item    # alpha composited onto an (r, g, b) colour
 
 Every frame is pooled over ``item.axes``. For images (channel-last, pooled over (0, 1)), stage
 by stage:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from .io import Item
     from .pipeline import Pipeline
 
-__all__ = ["pool_item"]
+__all__ = ["flatten", "pool_item"]
 
 # Ops that sum intensities: in linear light these differ from sRGB. max/min/median commute with
 # the (monotonic) sRGB transfer curve, so converting for them would change nothing but the cost.
@@ -88,6 +89,34 @@ def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
                                                                         out[0].shape[w])
         dpi = (dpi[0] * w1 / w0 if w0 else dpi[0], dpi[1] * h1 / h0 if h0 else dpi[1])
     return replace(item, array=out[0], frames=out, dpi=dpi)
+
+
+def flatten(item: Item, background: tuple[int, int, int]) -> Item:
+    """``item`` composited onto an opaque ``background`` (8-bit RGB): alpha is gone, so the
+    image can be written as JPEG or BMP. Exact in integers, rounded half up; gray stays gray
+    on a gray background, else becomes RGB. An item without alpha is returned as it is."""
+    mode = item.mode or ""
+    if item.kind != "image" or mode not in _ALPHA_MODES:
+        return item
+    gray = mode.startswith("LA") and len(set(background)) == 1
+    wide = mode.endswith(";16")
+    out = [_flatten(a, background, gray) for a in item.all_frames]
+    flat = ("I;16" if gray else "RGB;16") if wide else ("L" if gray else "RGB")
+    return replace(item, array=out[0], frames=out, mode=flat)
+
+
+def _flatten(a: np.ndarray, background: tuple[int, int, int], gray: bool) -> np.ndarray:
+    top = int(np.iinfo(a.dtype).max)
+    bg = np.array(background[:1] if gray else background, np.uint64) * (top // 255)
+    channels = 1 if gray else 3
+    out = np.empty(a.shape[:-1] + (channels,), a.dtype)
+    for band in _bands(a):
+        part = a[band]
+        alpha = part[..., -1:].astype(np.uint64)
+        colour = part[..., :-1].astype(np.uint64)  # gray on a colour: broadcast to 3
+        mixed = colour * alpha + bg * (top - alpha) + top // 2
+        out[band] = mixed // top
+    return out[..., 0] if gray else out
 
 
 def _pool_stage(a: np.ndarray, mode: str, stage: Stage, linear_light: bool,
@@ -186,12 +215,18 @@ def _decode_lut(dtype: np.dtype) -> np.ndarray:
     return lut
 
 
+def _bands(a: np.ndarray):
+    """Slices of about a million elements along ``a``'s first axis: work done band by band
+    keeps its wide temporaries small (a whole photo's would be the largest arrays of a run)."""
+    rows = max(1, (1 << 20) // max(1, a[0].size if len(a) else 1))
+    for i in range(0, a.shape[0], rows):
+        yield slice(i, i + rows)
+
+
 def _lut_into(lut: np.ndarray, src: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = lut[src]`` in bands of rows: numpy turns the indices into intp (8 bytes
-    each) first, which for a whole photo would be the largest array of the run."""
-    band = max(1, (1 << 20) // max(1, src[0].size))
-    for i in range(0, src.shape[0], band):
-        out[i : i + band] = lut[src[i : i + band]]
+    """``out[...] = lut[src]``, by bands: numpy turns the indices into intp first."""
+    for band in _bands(src):
+        out[band] = lut[src[band]]
 
 
 def _encode_srgb(x: np.ndarray) -> None:

@@ -180,9 +180,9 @@ def test_config_stages_tables(src):
     "text, message",
     [
         ('pipelin = "avg(2)"\n', "unknown key 'pipelin'; expected `pipeline`, [[stages]] or one "
-         "of backend, ceil-mode, contact-sheet, dry-run, fail-fast, format, kernel, layout, "
-         "linear-light, max-pixels, no-progress, op, output, overwrite, padding, quality, quiet, "
-         "recursive, report, skip-existing, stride, strip, workers"),
+         "of backend, background, ceil-mode, contact-sheet, dry-run, fail-fast, format, kernel, "
+         "layout, linear-light, max-pixels, no-progress, op, output, overwrite, padding, "
+         "quality, quiet, recursive, report, skip-existing, stride, strip, workers"),
         ('pipeline = "avg(2"\n', "`pipeline`: stage 1 `avg(2`: not a stage call like `max(2)` "
          "(near '(2')"),
         ("pipeline = \n", "not valid TOML: "),
@@ -351,6 +351,24 @@ def test_strip_drops_exif_and_keeps_the_colour_profile_and_dpi(src):
     r = invoke(["big.png", "-o", "big.jpg", "-p", "avg(2)"])
     assert r.exit_code == 1 and "over what a JPEG holds (65,533); --strip drops it" in r.stderr
     assert invoke(["big.png", "-o", "big.jpg", "-p", "avg(2)", "--strip"]).exit_code == 0
+
+
+def test_background_flattens_alpha_so_that_jpeg_can_hold_it(src):
+    a = np.zeros((2, 4, 4), np.uint8)
+    a[..., 0], a[..., 3] = 255, [[0, 0, 128, 128], [255, 255, 128, 128]]  # red, three alphas
+    Image.fromarray(a, "RGBA").save("logo.png")
+    r = invoke(["logo.png", "-o", "logo.jpg", "-p", "avg(2)"])
+    assert r.exit_code == 1 and "JPEG cannot hold mode RGBA" in r.stderr
+    assert invoke(["logo.png", "-o", "flat.png", "-p", "avg(2)", "--background", "white"]
+                  ).exit_code == 0
+    # composited first, exactly (red stays 255, green and blue are 255 - alpha), then pooled
+    with Image.open("flat.png") as im:
+        assert im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), [[[255, 128, 128], [255, 127, 127]]])
+    assert invoke(["logo.png", "-o", "logo.jpg", "-p", "avg(2)", "--background", "#000"]
+                  ).exit_code == 0
+    r = invoke(["logo.png", "-o", "x.jpg", "-p", "avg(2)", "--background", "nope"])
+    assert r.exit_code == 2 and "'nope' is not a colour" in r.stderr
 
 
 def test_contact_sheet_says_when_it_shows_only_some(src):
