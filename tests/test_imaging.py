@@ -264,3 +264,35 @@ def test_rgbx_base_is_only_the_first_three_bytes_of_contiguous_pixels():
               full.astype(np.uint16)[..., :3], full[::-1][..., :3]):
         assert _pilview.rgbx_base(a) is None
 
+
+
+# ---------------------------------------------------------------------- flatten
+
+
+def test_flatten_is_exact_for_every_alpha_mode():
+    from fractions import Fraction
+
+    from poolcore.imaging import flatten
+
+    for mode, dtype, c in (("RGBA", np.uint8, 4), ("LA", np.uint8, 2),
+                           ("RGBA;16", np.uint16, 4), ("LA;16", np.uint16, 2)):
+        top = np.iinfo(dtype).max
+        a = RNG.integers(0, top + 1, (5, 7, c)).astype(dtype)
+        for background in ((200, 200, 200), (10, 20, 30)):
+            out = flatten(Item(a, (0, 1), "image", mode=mode), background)
+            gray = c == 2 and background[0] == background[1] == background[2]
+            assert out.mode == {(False, False): "RGB", (True, False): "L",
+                                (False, True): "RGB;16", (True, True): "I;16"}[
+                                    (gray, dtype == np.uint16)]
+            want = np.zeros(out.array.shape, np.int64).reshape(5, 7, -1)
+            for i, j in np.ndindex(5, 7):
+                alpha = int(a[i, j, -1])
+                for ch in range(want.shape[-1]):
+                    colour = int(a[i, j, min(ch, c - 2)])
+                    bg = background[ch] * (top // 255)
+                    want[i, j, ch] = int(Fraction(colour * alpha + bg * (top - alpha), top)
+                                         + Fraction(1, 2))
+            np.testing.assert_array_equal(out.array.reshape(want.shape), want)
+    rgb = u8(3, 3, 3)
+    item = Item(rgb, (0, 1), "image", mode="RGB")
+    assert flatten(item, (255, 255, 255)) is item  # nothing to flatten
