@@ -358,7 +358,7 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
 
     if dry_run:
         for r in reports.in_input_order(records):
-            click.echo(_dry_run_line(r))
+            click.echo(reports.printable(_dry_run_line(r)))
     else:
         if report is not None:
             try:
@@ -378,7 +378,7 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     elif summary.failed:
         for r in reports.in_input_order(records):
             if r.status == "failed":
-                click.echo(f"failed: {r.input}: {r.error}", err=True)
+                click.echo(reports.printable(f"failed: {r.input}: {r.error}"), err=True)
     ctx.exit(status)
 
 
@@ -404,6 +404,7 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
     import time
 
     from poolcore import batch
+    from poolcore.report import printable
 
     batch.tune_for_batch()  # files may run in this process too
     received = []
@@ -437,7 +438,7 @@ def _run(ctx, plan, pipeline, options, *, quiet: bool, no_progress: bool) -> _Re
                 records.append(rec)
                 bar.update()
                 if show and rec.status == "failed":
-                    bar.write(f"failed: {rec.input}: {rec.error}", file=sys.stderr)
+                    bar.write(printable(f"failed: {rec.input}: {rec.error}"), file=sys.stderr)
     except KeyboardInterrupt:  # ours (above), or raised before our handler was in place
         if not received:
             received.append(signal.SIGINT)

@@ -112,6 +112,16 @@ def _rounded(row: dict) -> dict:
     return row
 
 
+# Control characters in a file name (a newline...) would break a line of the summary apart.
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127] if c != 9}
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal or a log, on one line: a file name's control characters and
+    bytes that are not UTF-8 escaped (``a\\x0ab.png``)."""
+    return _valid_text(text).translate(_CONTROL)
+
+
 def _valid_text(name: str) -> str:
     """A file name that is not UTF-8 (Python keeps its bytes as lone surrogates) as valid text,
     its odd bytes escaped: caf\\xe9.png. Such a string cannot be written as UTF-8 at all, and
@@ -234,7 +244,7 @@ def format_summary(records: Sequence[Record], summary: Summary, *, dry_run: bool
         for r in skipped:
             reasons[r.error or "skipped"] = reasons.get(r.error or "skipped", 0) + 1
         lines.append("skipped: " + "; ".join(f"{n} {why}" for why, n in reasons.items()))
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def _seconds(t: float) -> str:

@@ -83,6 +83,13 @@ def test_names_that_are_not_utf8_are_escaped_in_reports(tmp_path):
     assert doc["files"][0]["input"] == "caf\\xe9.png"
 
 
+def test_the_summary_keeps_a_file_name_on_its_line():
+    name = "bad\nname" + os.fsdecode(b"\xe9.png")
+    recs = [Record(name, "out.png", "failed", error="corrupt", index=0)]
+    text = report.format_summary(recs, summary(recs))
+    assert text.splitlines()[1:] == ["failed:", "  bad\\x0aname\\xe9.png: corrupt"]
+
+
 def test_json_report_validates_and_keeps_input_order():
     doc = report.to_dict(records(), summary(), "max(2) | avg(2)", "numpy")
     validate(doc, report.SCHEMA)
