@@ -84,10 +84,10 @@ def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
         out.append(a)
     dpi = item.dpi
     if dpi is not None:
-        h, w = item.axes[-2:]  # the pooled axes are (0, 1), or (0, 1, 2) for a volume
-        (h0, w0), (h1, w1) = (frames[0].shape[h], frames[0].shape[w]), (out[0].shape[h],
-                                                                        out[0].shape[w])
-        dpi = (dpi[0] * w1 / w0 if w0 else dpi[0], dpi[1] * h1 / h0 if h0 else dpi[1])
+        h, w = item.axes[-2:]  # of (0, 1), or of a volume's (0, 1, 2)
+        before, after = frames[0].shape, out[0].shape
+        dpi = (dpi[0] * after[w] / before[w] if before[w] else dpi[0],
+               dpi[1] * after[h] / before[h] if before[h] else dpi[1])
     return replace(item, array=out[0], frames=out, dpi=dpi)
 
 
