@@ -27,6 +27,8 @@
  *   ST_LOG     max/min on lines: log2(k) doubling passes with overlapping halves (max and min
  *              are idempotent), flat vectorised loops where van Herk's scans are serial;
  *   ST_ADAPT   adaptive windows [start, end) per output, taps in order.
+ * Median (K_MED) is not separable: _fast_median.h gathers whole windows on the same job,
+ * units and threads (ST_DIRECT: gather and select; ST_HIST: a sliding histogram).
  * Fused kernels (_fast_hot.h) handle the interior rows of the hottest case in one go: uint8
  * HWC images (C = 1, 3, 4; RGB also in RGBX storage, pixels 4 bytes apart) with 2x2/s2 and
  * 3x3/s2 windows (max, min, avg with exact integer rounding). float32 NCHW 3x3/s2 max runs
@@ -70,9 +72,9 @@
 #define PC_MAXD (2 * PC_MAXL + 1)  /* canonical dims */
 
 enum { DT_B, DT_I1, DT_I2, DT_I4, DT_I8, DT_U1, DT_U2, DT_U4, DT_U8, DT_F2, DT_F4, DT_F8, DT_N };
-enum { K_MAX, K_MIN, K_SUM, K_LP1, K_LP2, K_LPP, K_N };
+enum { K_MAX, K_MIN, K_SUM, K_LP1, K_LP2, K_LPP, K_MED, K_N };
 enum { FIN_STORE, FIN_AVG, FIN_LP };
-enum { ST_DIRECT, ST_TREE, ST_GW, ST_LOG, ST_ADAPT };
+enum { ST_DIRECT, ST_TREE, ST_GW, ST_LOG, ST_ADAPT, ST_HIST };
 
 /* ------------------------------------------------------------------ scalar helpers */
 
@@ -131,6 +133,22 @@ static inline uint16_t pc_f2h(float f)
     return sign | (uint16_t)(af * 0x1p24f); /* subnormal half, exact */
 }
 
+/* double -> float16, rounded once (to nearest even) as numpy casts float64 to float16: going
+ * through float would round twice (the mean of two halves may need 40 bits). */
+static inline uint16_t pc_d2h(double v)
+{
+    const uint16_t sign = signbit(v) ? 0x8000u : 0;
+    const double a = fabs(v);
+    if (a != a) return sign | 0x7e00u;
+    if (a >= 65520.0) return sign | 0x7c00u; /* past the midpoint of 65504 and 2**16: inf */
+    if (a < 0x1p-14) return sign | (uint16_t)rint(a * 0x1p24); /* subnormal (or the least normal) */
+    int e;
+    frexp(a, &e); /* a = f 2**e, f in [0.5, 1) */
+    /* 11 significant bits; a carry to 2048 moves into the exponent by the addition */
+    const double q = rint(ldexp(a, 11 - e));
+    return sign | (uint16_t)(((e + 14) << 10) + (int)q - 1024);
+}
+
 /* ------------------------------------------------------------------ job description */
 
 typedef struct {
@@ -186,9 +204,33 @@ typedef struct tbuf {
     lvbuf_t lv[PC_MAXL];
     Py_ssize_t chunk; /* outputs per gathered line chunk (m == 1, line mode) */
     void *hot_tmp;    /* scratch of the fused kernels */
+    void *med_buf;    /* median: the taps of one window */
+    uint32_t *med_hist; /* median: the sliding histogram */
+    ptrdiff_t *med_col[PC_MAXL]; /* median: the source offsets of a column, per level */
 } tbuf_t;
 
 /* ------------------------------------------------------------------ instances */
+
+/* Median: real taps of window o on axis A are at t0 + j d for j in [*lo, *hi); returns t0.
+ * (numpy's Window.real_taps; adaptive windows are [ast, aen), all real.) */
+static inline Py_ssize_t med_taps(const axis_t *A, Py_ssize_t o, Py_ssize_t *lo, Py_ssize_t *hi)
+{
+    if (A->ast) {
+        *lo = 0;
+        *hi = A->aen[o] - A->ast[o];
+        return A->ast[o];
+    }
+    const Py_ssize_t t0 = o * A->s - A->p, d = A->d;
+    Py_ssize_t a = t0 < 0 ? (-t0 + d - 1) / d : 0, b = t0 < A->n ? (A->n - t0 + d - 1) / d : 0;
+    if (a > A->k) a = A->k;
+    if (b > A->k) b = A->k;
+    *lo = a;
+    *hi = b > a ? b : a;
+    return t0;
+}
+
+/* Real taps a window can hold on axis A (at most), for the median's buffers. */
+static inline Py_ssize_t med_reach(const axis_t *A) { return A->k < A->n ? A->k : A->n; }
 
 typedef void (*unit_fn)(const job_t *, tbuf_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t);
 typedef void (*init_fn)(const job_t *, tbuf_t *);
@@ -257,7 +299,11 @@ typedef struct {
     {{0, 0, 0}, PC_ENT(lpp_i1, isa, double), PC_ENT(lpp_i2, isa, double),                      \
      PC_ENT(lpp_i4, isa, double), PC_ENT(lpp_i8, isa, double), PC_ENT(lpp_u1, isa, double),      \
      PC_ENT(lpp_u2, isa, double), PC_ENT(lpp_u4, isa, double), PC_ENT(lpp_u8, isa, double),      \
-     PC_ENT(lpp_f2, isa, double), PC_ENT(lpp_f4, isa, double), PC_ENT(lpp_f8, isa, double)}
+     PC_ENT(lpp_f2, isa, double), PC_ENT(lpp_f4, isa, double), PC_ENT(lpp_f8, isa, double)},     \
+    {{0, 0, 0}, PC_ENT(med_i1, isa, int8_t), PC_ENT(med_i2, isa, int16_t),                     \
+     PC_ENT(med_i4, isa, int32_t), PC_ENT(med_i8, isa, int64_t), PC_ENT(med_u1, isa, uint8_t),   \
+     PC_ENT(med_u2, isa, uint16_t), PC_ENT(med_u4, isa, uint32_t), PC_ENT(med_u8, isa, uint64_t), \
+     PC_ENT(med_f2, isa, float), PC_ENT(med_f4, isa, float), PC_ENT(med_f8, isa, double)}
 
 static const inst_t INST_BASE[K_N][DT_N] = {PC_ROW_MM(base), PC_ROW_LP(base)};
 #if PC_HAVE_AVX2
@@ -315,6 +361,18 @@ typedef struct {
 static void plan_buffers(const job_t *J, tbuf_t *T, size_t bsz, size_t *bytes)
 {
     size_t total = 0;
+    if (J->kind == K_MED) { /* no bands: one window's taps, a column per level, a histogram */
+        size_t taps = 1;
+        for (int i = 0; i < J->m; i++) {
+            T->lv[i].nbuf = 0;
+            T->lv[i].bsize = 0;
+            total += PC_ALIGN(sizeof(void *));
+            taps *= (size_t)med_reach(&J->ax[i]);
+            if (i < J->m - 1) total += PC_ALIGN(taps * sizeof(ptrdiff_t));
+        }
+        *bytes = total + PC_ALIGN(taps * bsz) + PC_ALIGN(256 * sizeof(uint32_t));
+        return;
+    }
     for (int i = 0; i < J->m; i++) {
         const axis_t *A = &J->ax[i];
         lvbuf_t *L = &T->lv[i];
@@ -390,7 +448,17 @@ static void *worker_main(void *arg)
         for (int j = 0; j < L->nbuf; j++)
             L->buf[j] = carve(&p, (size_t)(L->bsize > 0 ? L->bsize : 1) * w->inst->bsz);
     }
-    T.hot_tmp = carve(&p, hot_scratch_bytes(J));
+    if (J->kind == K_MED) {
+        size_t taps = 1;
+        for (int i = 0; i < J->m; i++) {
+            taps *= (size_t)med_reach(&J->ax[i]);
+            if (i < J->m - 1) T.med_col[i] = (ptrdiff_t *)carve(&p, taps * sizeof(ptrdiff_t));
+        }
+        T.med_buf = carve(&p, taps * w->inst->bsz);
+        T.med_hist = (uint32_t *)carve(&p, 256 * sizeof(uint32_t));
+    } else {
+        T.hot_tmp = carve(&p, hot_scratch_bytes(J));
+    }
     w->inst->init(J, &T);
     const Py_ssize_t out0 = J->ax[0].out;
     sched_t *S = w->S;
@@ -632,7 +700,7 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
             }
             for (int j = 0; j < 3; j++)
                 if (get_ssize(st, j, &segbuf[nsegs][j]) < 0) goto done;
-            if (segbuf[nsegs][2] < ST_DIRECT || segbuf[nsegs][2] > ST_ADAPT) {
+            if (segbuf[nsegs][2] < ST_DIRECT || segbuf[nsegs][2] > ST_HIST) {
                 PyErr_SetString(PyExc_ValueError, "_fast.pool: bad strategy");
                 goto done;
             }
@@ -690,6 +758,8 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
         /* work estimate: input elements plus output elements (fused jobs count less) */
         work = (double)sb.len / (sb.itemsize ? sb.itemsize : 1) + (double)db.len / (db.itemsize ? db.itemsize : 1);
         if (J.hot) work *= pc_hot_work;
+        /* median: `volume` is fast_backend's estimate of the work per output (taps touched) */
+        if (kind == K_MED) work = (double)db.len / (db.itemsize ? db.itemsize : 1) * volume;
         int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = run_job(&J, inst, nthreads, work);

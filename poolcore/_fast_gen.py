@@ -10,6 +10,8 @@ header is what this script writes. Run ``python poolcore/_fast_gen.py`` after ch
 - sum: int64 / uint64 / double accumulators (``numpy_backend.accumulator``); int64 wraps as
   numpy's does.
 - lp1/lp2/lpp: double sums of x, x*x, pow(x, p): the first pass of lp (float lp1 is the sum).
+- med: the median template ``_fast_median.h`` (not the engine: median is not separable), in
+  the source type (float for float16); 8-bit integers also get its sliding histogram.
 - The AVX2 copy is compiled for the dtypes with fused or hot paths only (``AVX2_TYPES``):
   compile time grows with every instance, and the rest run the baseline (SSE2) code.
 """
@@ -49,6 +51,18 @@ def _block(suf, in_t, b_t, load, op, ident, fam, fsum, bint, bsigned, f16, guard
     ]
     if guard:
         lines.append("#endif")
+    return "\n".join(lines) + "\n"
+
+
+def _median_block(code, ct, fam):
+    load = "pc_h2f(*(const uint16_t *)(p))" if fam == "h" else f"*(const {ct} *)(p)"
+    lines = [
+        "#if PC_FULL", f"#define SUF med_{code}", f"#define IN_T {ct}",
+        f"#define B_T {'float' if fam == 'h' else ct}", f"#define LOADX(p) ({load})",
+        f"#define B_INT {int(fam in 'iu')}", f"#define B_SIGNED {int(fam == 'i')}",
+        f"#define IN_F16 {int(fam == 'h')}", f"#define MED_HIST {int(code in ('i1', 'u1'))}",
+        '#include "_fast_median.h"', "#endif",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -96,6 +110,7 @@ def instances() -> list[tuple[str, str]]:
                     "((a) + (b))", "0.0", 2, 1, 0, 0, f16, "PC_FULL")))
         out.append((f"lpp_{code}", _block(f"lpp_{code}", ct, "double", f"pc_pow({dv}, pexp)",
                     "((a) + (b))", "0.0", 2, 1, 0, 0, f16, "PC_FULL")))
+        out.append((f"med_{code}", _median_block(code, ct, fam)))
     return out
 
 

@@ -123,6 +123,18 @@
 #endif
 
 #if PC_FULL
+#define SUF med_i1
+#define IN_T int8_t
+#define B_T int8_t
+#define LOADX(p) (*(const int8_t *)(p))
+#define B_INT 1
+#define B_SIGNED 1
+#define IN_F16 0
+#define MED_HIST 1
+#include "_fast_median.h"
+#endif
+
+#if PC_FULL
 #define SUF max_i2
 #define IN_T int16_t
 #define B_T int16_t
@@ -210,6 +222,18 @@
 #define B_SIGNED 0
 #define IN_F16 0
 #include "_fast_engine.h"
+#endif
+
+#if PC_FULL
+#define SUF med_i2
+#define IN_T int16_t
+#define B_T int16_t
+#define LOADX(p) (*(const int16_t *)(p))
+#define B_INT 1
+#define B_SIGNED 1
+#define IN_F16 0
+#define MED_HIST 0
+#include "_fast_median.h"
 #endif
 
 #if PC_FULL
@@ -303,6 +327,18 @@
 #endif
 
 #if PC_FULL
+#define SUF med_i4
+#define IN_T int32_t
+#define B_T int32_t
+#define LOADX(p) (*(const int32_t *)(p))
+#define B_INT 1
+#define B_SIGNED 1
+#define IN_F16 0
+#define MED_HIST 0
+#include "_fast_median.h"
+#endif
+
+#if PC_FULL
 #define SUF max_i8
 #define IN_T int64_t
 #define B_T int64_t
@@ -392,6 +428,18 @@
 #include "_fast_engine.h"
 #endif
 
+#if PC_FULL
+#define SUF med_i8
+#define IN_T int64_t
+#define B_T int64_t
+#define LOADX(p) (*(const int64_t *)(p))
+#define B_INT 1
+#define B_SIGNED 1
+#define IN_F16 0
+#define MED_HIST 0
+#include "_fast_median.h"
+#endif
+
 #define SUF max_u1
 #define IN_T uint8_t
 #define B_T uint8_t
@@ -476,6 +524,18 @@
 #include "_fast_engine.h"
 #endif
 
+#if PC_FULL
+#define SUF med_u1
+#define IN_T uint8_t
+#define B_T uint8_t
+#define LOADX(p) (*(const uint8_t *)(p))
+#define B_INT 1
+#define B_SIGNED 0
+#define IN_F16 0
+#define MED_HIST 1
+#include "_fast_median.h"
+#endif
+
 #define SUF max_u2
 #define IN_T uint16_t
 #define B_T uint16_t
@@ -558,6 +618,18 @@
 #define B_SIGNED 0
 #define IN_F16 0
 #include "_fast_engine.h"
+#endif
+
+#if PC_FULL
+#define SUF med_u2
+#define IN_T uint16_t
+#define B_T uint16_t
+#define LOADX(p) (*(const uint16_t *)(p))
+#define B_INT 1
+#define B_SIGNED 0
+#define IN_F16 0
+#define MED_HIST 0
+#include "_fast_median.h"
 #endif
 
 #if PC_FULL
@@ -651,6 +723,18 @@
 #endif
 
 #if PC_FULL
+#define SUF med_u4
+#define IN_T uint32_t
+#define B_T uint32_t
+#define LOADX(p) (*(const uint32_t *)(p))
+#define B_INT 1
+#define B_SIGNED 0
+#define IN_F16 0
+#define MED_HIST 0
+#include "_fast_median.h"
+#endif
+
+#if PC_FULL
 #define SUF max_u8
 #define IN_T uint64_t
 #define B_T uint64_t
@@ -741,6 +825,18 @@
 #endif
 
 #if PC_FULL
+#define SUF med_u8
+#define IN_T uint64_t
+#define B_T uint64_t
+#define LOADX(p) (*(const uint64_t *)(p))
+#define B_INT 1
+#define B_SIGNED 0
+#define IN_F16 0
+#define MED_HIST 0
+#include "_fast_median.h"
+#endif
+
+#if PC_FULL
 #define SUF max_f2
 #define IN_T uint16_t
 #define B_T float
@@ -815,6 +911,18 @@
 #include "_fast_engine.h"
 #endif
 
+#if PC_FULL
+#define SUF med_f2
+#define IN_T uint16_t
+#define B_T float
+#define LOADX(p) (pc_h2f(*(const uint16_t *)(p)))
+#define B_INT 0
+#define B_SIGNED 0
+#define IN_F16 1
+#define MED_HIST 0
+#include "_fast_median.h"
+#endif
+
 #define SUF max_f4
 #define IN_T float
 #define B_T float
@@ -884,6 +992,18 @@
 #include "_fast_engine.h"
 #endif
 
+#if PC_FULL
+#define SUF med_f4
+#define IN_T float
+#define B_T float
+#define LOADX(p) (*(const float *)(p))
+#define B_INT 0
+#define B_SIGNED 0
+#define IN_F16 0
+#define MED_HIST 0
+#include "_fast_median.h"
+#endif
+
 #define SUF max_f8
 #define IN_T double
 #define B_T double
@@ -951,4 +1071,16 @@
 #define B_SIGNED 0
 #define IN_F16 0
 #include "_fast_engine.h"
+#endif
+
+#if PC_FULL
+#define SUF med_f8
+#define IN_T double
+#define B_T double
+#define LOADX(p) (*(const double *)(p))
+#define B_INT 0
+#define B_SIGNED 0
+#define IN_F16 0
+#define MED_HIST 0
+#include "_fast_median.h"
 #endif

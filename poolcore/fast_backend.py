@@ -15,9 +15,11 @@ computes:
   and, for long ones, van Herk / Gil-Werman (O(1) per element) on bands of many values, and
   for max/min on lines of single values log2(k) vectorised doubling passes, which measured
   4-6x faster there than van Herk's serial prefix scans;
+- for median, which is not separable, whether the windows of the last axis slide a
+  histogram or are gathered one by one (:func:`_median_last_axis`);
 - the dtype rules of the contract, shared with :mod:`poolcore.numpy_backend`.
 
-Results equal numpy_backend's: bit for bit for max, min (but for the sign of a zero extreme
+Results equal numpy_backend's: bit for bit for max, min, median (but for the sign of a zero
 present as both +0.0 and -0.0), sum and every integer result; float
 avg and lp may differ by float rounding only where a long window uses van Herk / Gil-Werman
 (and lp with p other than 1 or 2, whose x**p comes from the C library's pow, not numpy's).
@@ -44,8 +46,8 @@ _INTS = frozenset("bBhHiIlLqQ")
 _FLOATS = frozenset("efd")
 
 #: (kind, op) -> dtypes the compiled kernels cover, as numpy ``dtype.char`` codes ('?' bool,
-#: 'bBhHiIlLqQ' integers, 'efd' floats); everything else (median, lp with p = +-inf, integer
-#: lp with p other than 1 and 2) runs on numpy, per call.
+#: 'bBhHiIlLqQ' integers, 'efd' floats); everything else (lp with p = +-inf, integer lp with
+#: p other than 1 and 2, long double) runs on numpy, per call.
 COVERED: dict[tuple[str, str], frozenset[str]] = {
     ("pool", "max"): _INTS | _FLOATS | {"?"},
     ("pool", "min"): _INTS | _FLOATS | {"?"},
@@ -54,16 +56,18 @@ COVERED: dict[tuple[str, str], frozenset[str]] = {
     # integer lp must be bit-identical: only p = 1 and 2, where x**p is exact; floats any
     # finite p (see supports)
     ("pool", "lp"): _INTS | _FLOATS,
+    ("pool", "median"): _INTS | _FLOATS,
     ("adaptive_pool", "max"): _INTS | _FLOATS | {"?"},
     ("adaptive_pool", "min"): _INTS | _FLOATS | {"?"},
     ("adaptive_pool", "sum"): _INTS | _FLOATS,
     ("adaptive_pool", "avg"): _INTS | _FLOATS,
+    ("adaptive_pool", "median"): _INTS | _FLOATS,
 }
 
 _KIND = {"max": 0, "min": 1, "sum": 2, "avg": 2}
-_K_LP1, _K_LP2, _K_LPP = 3, 4, 5
+_K_LP1, _K_LP2, _K_LPP, _K_MED = 3, 4, 5, 6
 _FIN_STORE, _FIN_AVG, _FIN_LP = 0, 1, 2
-_ST_DIRECT, _ST_TREE, _ST_GW, _ST_LOG, _ST_ADAPT = 0, 1, 2, 3, 4
+_ST_DIRECT, _ST_TREE, _ST_GW, _ST_LOG, _ST_ADAPT, _ST_HIST = 0, 1, 2, 3, 4, 5
 
 # long windows switch to van Herk / Gil-Werman (about 3 band ops per input position, where
 # direct taps cost k/s): measured crossover k = 7 at stride 1, k = 11 at stride 2
@@ -149,7 +153,7 @@ def _is_float(dtype: np.dtype) -> bool:
 def _kernel_dtype(op: str, dtype: np.dtype) -> np.dtype:
     """The dtype the C kernel writes (float16 sums and averages come back as float64 and are
     rounded once by numpy, as the reference does)."""
-    if op in ("max", "min"):
+    if op in ("max", "min", "median"):
         return dtype
     if op == "lp":
         return np.dtype(np.float64)
@@ -211,6 +215,16 @@ def _segments(w: Window, exact_float: int, line: bool, band_bytes: int,
         # log2(k) doubling passes vectorise and measured 4-6x faster for k = 7..63
         return ((0, w.out, _ST_LOG),)
     return ((0, w.out, _ST_GW if gw_ok else _ST_DIRECT),)
+
+
+def _median_last_axis(w, dtype: np.dtype) -> tuple[int, float]:
+    """Strategy of the median's last pooled axis (the line its windows slide along) and the
+    taps an output touches per tap of a column (the work estimate for threads): 8-bit
+    windows that overlap along a line of dilation 1 slide a histogram (2 s column updates per
+    output, whatever k); the rest gather each window and select, k taps."""
+    if dtype.itemsize == 1 and w.d == 1 and w.s < w.k:
+        return _ST_HIST, 2.0 * w.s + 2.0
+    return _ST_DIRECT, 2.0 * w.k
 
 
 # --------------------------------------------------------------------------- canonical view
@@ -369,7 +383,9 @@ def _plan(shape, strides, dtype, op, axes, windows, out_shape, count_include_pad
     dmerged = [_merge(g) for g in dst_groups]
 
     fin = {"avg": _FIN_AVG, "lp": _FIN_LP}.get(op, _FIN_STORE)
-    if op == "lp":
+    if op == "median":
+        kind, acc_size = _K_MED, dtype.itemsize
+    elif op == "lp":
         if p == 2.0:
             kind = _K_LP2
         elif p == 1.0:
@@ -382,7 +398,9 @@ def _plan(shape, strides, dtype, op, axes, windows, out_shape, count_include_pad
         acc_size = 8 if op in ("sum", "avg") else (4 if dtype.char == "e" else dtype.itemsize)
 
     m = len(pooled)
-    line = merged[-1][0] <= _LINE_MAX_INNER
+    # median walks whole windows (no passes): never on padded lines
+    line = merged[-1][0] <= _LINE_MAX_INNER and op != "median"
+    volume = float(math.prod(w.k for w in windows)) if not adaptive else 1.0
     # float avg and float lp may use van Herk for long windows (rounding-level differences);
     # float sums and integer lp never (their results must be bit-identical)
     exact_level = 0
@@ -393,7 +411,14 @@ def _plan(shape, strides, dtype, op, axes, windows, out_shape, count_include_pad
         w = win[a]
         g_size, g_stride = merged[i + 1]
         dg_stride = dmerged[i + 1][1]
-        if adaptive:
+        if op == "median":
+            # every axis but the last only lists the real taps of its windows
+            strategy, per_tap = _median_last_axis(w, dtype) if i == m - 1 else (_ST_DIRECT, 1.0)
+            segs = ((0, w.out, strategy),)
+            bounds = w.bounds if adaptive else None
+            # for K_MED, `volume` is the estimated work per output (threads start on it)
+            volume = per_tap * math.prod(min(win[b].k, shape[b]) for b in pooled[:-1])
+        elif adaptive:
             segs = ((0, w.out, _ST_ADAPT),)
             bounds = w.bounds
         else:
@@ -411,7 +436,6 @@ def _plan(shape, strides, dtype, op, axes, windows, out_shape, count_include_pad
             w.n, w.k, w.s, w.p, w.d, w.out, g_size,
             strides[a], g_stride, dst_strides[dpos[a]], dg_stride, segs, counts, bounds,
         ))
-    volume = float(math.prod(w.k for w in windows)) if not adaptive else 1.0
     outer = (merged[0][0], merged[0][1], dmerged[0][1])
     perm = tuple(sorted(range(len(full)), key=full.__getitem__))
     return _Plan(dst_shape, kdtype, kind, fin, volume, outer, tuple(axes_t), line, perm)

@@ -607,6 +607,11 @@ def test_a_fifo_is_not_read(src):
     assert sorted(os.listdir("out")) == ["a.png", "b.jpg", "sub"]
 
 
+# A batch slow enough to be signalled half-way: numpy's median gathers every 7x7 window
+# (~50 ms a file here; the compiled one takes ~1 ms).
+SLOW = "median(7, stride=1)"
+
+
 @pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGTERM, False)])
 def test_ctrl_c_leaves_no_partial_file(src, sig, group):
     """SIGINT to the whole process group, as Ctrl-C in a terminal, or SIGTERM to poolimg, as
@@ -616,7 +621,7 @@ def test_ctrl_c_leaves_no_partial_file(src, sig, group):
     for i in range(40):
         image(Path(f"big/i{i:02d}.png"), size=(160, 160), seed=i)
     proc = subprocess.Popen(
-        [exe, "big", "-r", "-o", "out", "-p", "median(7, stride=1)", "--workers", "2",
+        [exe, "big", "-r", "-o", "out", "-p", SLOW, "--backend", "numpy", "--workers", "2",
          "--report", "r.json"], start_new_session=True, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not any(Path("out").glob("*.png")) and time.monotonic() < deadline:
@@ -647,7 +652,7 @@ def test_workers_end_when_poolimg_is_killed(src):
     for i in range(40):
         image(Path(f"big/i{i:02d}.png"), size=(160, 160), seed=i)
     proc = subprocess.Popen(
-        [exe, "big", "-r", "-o", "out", "-p", "median(7, stride=1)", "--workers", "2"],
+        [exe, "big", "-r", "-o", "out", "-p", SLOW, "--backend", "numpy", "--workers", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def workers():

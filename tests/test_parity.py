@@ -1,8 +1,8 @@
 """Parity: the compiled backend gives the numpy reference's results (bottleneck's move_test.py).
 
 Every covered op x dtype x parameter runs on "fast" and "numpy" and must agree, dtype included:
-bit for bit for max, min, sum and every integer result (float sums too: the C engine follows
-numpy's tap order), within float rounding for float avg and lp. Failure messages name op,
+bit for bit for max, min, sum, median and every integer result (float sums too: the C engine
+follows numpy's tap order), within float rounding for float avg and lp. Failure messages name op,
 parameters, dtype, shape, strides and axes.
 
 Skipped as a module only when the extension is missing and POOLCORE_REQUIRE_FAST is unset; with
@@ -50,7 +50,7 @@ def _require_fast():
 INTS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 FLOATS = ["float16", "float32", "float64"]
 DTYPES = ["bool", *INTS, *FLOATS]
-OPS = ["max", "min", "sum", "avg", "lp"]
+OPS = ["max", "min", "sum", "avg", "lp", "median"]
 RTOL = {"float16": 2e-3, "float32": 2e-6, "float64": 1e-11}
 
 
@@ -60,7 +60,7 @@ def ops_for(dtype) -> list[str]:
 
 def exact(op: str, dtype) -> bool:
     """Where the contract asks for bit-identical results."""
-    return op in ("max", "min", "sum") or np.dtype(dtype).kind != "f"
+    return op in ("max", "min", "sum", "median") or np.dtype(dtype).kind != "f"
 
 
 def check(x: np.ndarray, op: str, note: str = "", **kw) -> np.ndarray:
@@ -155,18 +155,36 @@ def test_covered_table_is_what_supports_says():
         assert fast_backend.supports("adaptive_pool", spec, np.dtype(dtype)) == expected
     assert ("pool", "max", "bool") in fast_backend.covered()
     assert ("adaptive_pool", "avg", "uint8") in fast_backend.covered()
-    assert not any(op == "median" for _, op, _ in fast_backend.covered())
+    for dtype in [*INTS, *FLOATS]:
+        assert ("pool", "median", dtype) in fast_backend.covered()
+        assert ("adaptive_pool", "median", dtype) in fast_backend.covered()
 
 
 def test_uncovered_calls_fall_back_to_numpy():
-    """median (plain and adaptive) and lp with p = inf (or integer lp with other p) run on
-    numpy per call, even with backend="fast", and give the reference's results."""
+    """lp with p = inf (or integer lp with other p) runs on numpy per call, even with
+    backend="fast", and gives the reference's results."""
     rng = np.random.default_rng(0)
     x = sample("float32", (9, 11), rng)
-    for op, kw in [("median", {}), ("lp", {"p": np.inf}), ("lp", {"p": -np.inf})]:
+    for op, kw in [("lp", {"p": np.inf}), ("lp", {"p": -np.inf})]:
         check(x, op, kernel=3, stride=2, **kw)
     check(sample("int16", (9, 11), rng), "lp", kernel=2, p=3.0)
-    check_adaptive(x, "median", (3, 4))
+
+
+def test_median_runs_compiled(monkeypatch):
+    """backend="fast" runs median (plain and adaptive) in C: numpy's gather is never called;
+    long double, which the kernels do not cover, still falls back to it."""
+    calls = []
+    gather = numpy_backend.median_gather
+    monkeypatch.setattr(numpy_backend, "median_gather",
+                        lambda *a, **kw: calls.append(a[0].dtype) or gather(*a, **kw))
+    rng = np.random.default_rng(1)
+    for dtype in ("uint8", "int16", "float16", "float64"):
+        x = sample(dtype, (9, 11, 3), rng)
+        poolcore.pool(x, "median", 3, stride=1, padding=1, axes=(0, 1), backend="fast")
+        poolcore.adaptive_pool(x, "median", (4, 5), axes=(0, 1), backend="fast")
+    assert calls == []
+    poolcore.pool(np.zeros((4, 4), np.longdouble), "median", 2, backend="fast")
+    assert calls == [np.dtype(np.longdouble)]
 
 
 # --------------------------------------------------------------------------- fixed grids
@@ -399,7 +417,7 @@ def test_adaptive(dtype):
                                ((7, 6, 9), (0, 1, 2), [(2, 3, 4), (7, 1, 9)]),
                                ((9, 70), (1,), [7, 64, 71])]:
         x = sample(dtype, shape, rng)
-        for op in (["max", "min"] if dtype == "bool" else ["max", "min", "sum", "avg"]):
+        for op in (["max", "min"] if dtype == "bool" else ["max", "min", "sum", "avg", "median"]):
             for size in sizes:
                 check_adaptive(x, op, size, axes=axes)
                 check_adaptive(np.asfortranarray(x), op, size, note="fortran", axes=axes)
@@ -539,6 +557,127 @@ def test_cached_plans_follow_shape_strides_and_dtype():
     assert (after.hits, after.misses) == (before.hits, before.misses)
 
 
+# --------------------------------------------------------------------------- median
+
+
+def _median_values(dtype, rng, size) -> np.ndarray:
+    """Few distinct values (ties, equal middles), the dtype's extremes (even counts whose
+    mean must not overflow: both middles at the top of the range), NaN, inf, signed zeros,
+    the largest finite floats and float16 subnormals."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        info = np.finfo(dtype)
+        pool = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.5, 2.5, info.max,
+                         -info.max, info.max * 0.75, info.tiny, info.smallest_subnormal,
+                         3 * info.smallest_subnormal, 1 + info.eps], dtype)
+    else:
+        info = np.iinfo(dtype)
+        pool = np.array(sorted({info.min, info.min + 1, -1 if info.min else 0, 0, 1, 2, 3,
+                                info.max - 1, info.max}), dtype)
+    return pool[rng.integers(0, pool.size, size)]
+
+
+@pytest.mark.parametrize("dtype", [*INTS, *FLOATS])
+def test_median_extremes_and_even_counts(dtype):
+    """Even counts average the middle two exactly (integers at both ends of their range,
+    ties away from zero; floats in double, rounded once: float16 halves too), NaN wins,
+    padding is never an element, dilated windows of padding only give 0 or NaN."""
+    rng = np.random.default_rng(zlib.crc32(dtype.encode()))
+    pairs = _median_values(dtype, rng, (4000, 2))
+    check(pairs, "median", kernel=(1, 2), axes=(0, 1))  # every pair's mean
+    if dtype == "float16":  # every rounding of a half-way mean (random halves, no specials)
+        bits = rng.integers(0, 0x7c00, (20000, 2), dtype=np.uint16)
+        bits |= (rng.integers(0, 2, bits.shape, dtype=np.uint16) << 15).astype(np.uint16)
+        check(bits.view(np.float16), "median", kernel=(1, 2), axes=(0, 1))
+    x = _median_values(dtype, rng, (9, 14, 2))
+    for k, s, p, d, ceil in [(2, 1, 1, 1, False), (4, 1, 2, 1, True), (3, 2, 1, 2, True),
+                             (2, 3, 1, 3, True), (5, 1, 2, 1, False), ((2, 5), 1, (1, 2), 1, True)]:
+        check(x, "median", kernel=k, stride=s, padding=p, dilation=d, ceil_mode=ceil, axes=(0, 1))
+        check(x[::-1, ::-2], "median", kernel=k, stride=s, padding=p, dilation=d,
+              ceil_mode=ceil, axes=(1, 0))
+    check(x, "median", kernel=(9, 3, 2), stride=1, padding=(4, 1, 1), axes=(0, 1, 2))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_median_sliding_histogram(dtype):
+    """8-bit windows that overlap along the last axis slide a histogram: every stride below
+    the kernel, paddings, ceil_mode, lines split into units over threads (one pooled axis),
+    dilation on the other axes, adaptive windows, and HWC and NCHW layouts; the strides that
+    do not overlap gather instead. All equal numpy."""
+    rng = np.random.default_rng(len(dtype))
+    x = _median_values(dtype, rng, (23, 41, 3))
+    wide = sample(dtype, (23, 41, 3), rng, special=False)
+    old_threads, old = fast_backend.get_threads(), _fast.config()
+    try:
+        fast_backend.set_threads(3)
+        _fast.config(min_work=1)
+        for v in (x, wide, np.ascontiguousarray(wide.transpose(2, 0, 1))):
+            axes = (0, 1) if v.shape[-1] == 3 else (1, 2)
+            for k, s, ceil in itertools.product((2, 3, 4, 7, 15), (1, 2, 3, 5), (False, True)):
+                for p in sorted({0, k // 2}):
+                    check(v, "median", kernel=k, stride=s, padding=p, ceil_mode=ceil, axes=axes)
+            check(v, "median", kernel=(3, 5), stride=1, dilation=(2, 1), padding=(2, 2),
+                  axes=axes)
+            check(v, "median", kernel=(3, 5), stride=1, dilation=(3, 1), padding=(3, 0),
+                  ceil_mode=True, axes=axes)
+            check(v, "median", kernel=9, stride=1, padding=4, axes=axes[1])
+            check(v, "median", kernel=9, stride=2, padding=4, axes=axes[0])
+            for size in ((5, 7), (23, 41), (40, 90), (1, 1), (None, 3)):
+                check_adaptive(v, "median", size, axes=axes)
+    finally:
+        fast_backend.set_threads(old_threads)
+        _fast.config(min_work=old["min_work"])
+
+
+def _windows(draw, axes, shape: list, kernels, strides, longer: int) -> dict:
+    """Kernel, stride, padding and dilation per pooled axis; each axis of ``shape`` is drawn
+    long enough for its window (at most ``longer`` more)."""
+    k, s, p, d = [], [], [], []
+    for a in axes:
+        kk = draw(kernels)
+        dd = draw(st.integers(1, 3))
+        span = dd * (kk - 1) + 1
+        pp = draw(st.integers(0, span // 2))
+        k.append(kk), d.append(dd), p.append(pp), s.append(draw(strides))
+        shape[a] = draw(st.integers(max(1, span - 2 * pp), max(1, span - 2 * pp) + longer))
+    return dict(kernel=k, stride=s, padding=p, dilation=d)
+
+
+@st.composite
+def median_cases(draw):
+    dtype = draw(st.sampled_from([*INTS, *FLOATS]))
+    ndim = draw(st.integers(1, 3))
+    nd = draw(st.integers(1, ndim))
+    axes = tuple(draw(st.permutations(range(ndim)))[:nd])
+    shape = list(draw(hnp.array_shapes(min_dims=ndim, max_dims=ndim, min_side=1, max_side=5)))
+    kw = _windows(draw, axes, shape, st.integers(1, 8), st.integers(1, 4), longer=12)
+    kw.update(ceil_mode=draw(st.booleans()), axes=axes)
+    seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    x = _median_values(dtype, np.random.default_rng(seed), tuple(shape))
+    if draw(st.booleans(), label="full range"):
+        x = draw(hnp.arrays(dtype, tuple(shape)))
+    layout = draw(st.sampled_from(["c", "f", "reversed", "swapped"]))
+    if layout == "f":
+        x = np.asfortranarray(x)
+    elif layout == "reversed":
+        x = x[::-1]
+    elif layout == "swapped":
+        x = x.astype(x.dtype.newbyteorder())
+    return x, kw
+
+
+@given(median_cases(), st.data())
+def test_hypothesis_median_parity(case, data):
+    """Median on both backends, bit for bit: every integer and float dtype, their extremes,
+    NaN and inf, even counts, padding, dilation, ceil_mode, 1-3 pooled axes in any order;
+    adaptive windows over the same axes."""
+    x, kw = case
+    check(x, "median", **kw)
+    sizes = tuple(data.draw(st.one_of(st.none(), st.integers(1, 2 * x.shape[a] + 1)))
+                  for a in kw["axes"])
+    check_adaptive(x, "median", sizes, axes=kw["axes"])
+
+
 # --------------------------------------------------------------------------- threads
 
 
@@ -592,16 +731,9 @@ def cases(draw):
     nd = draw(st.integers(1, min(ndim, 3)))
     axes = tuple(draw(st.permutations(range(ndim)))[:nd])
     shape = list(draw(hnp.array_shapes(min_dims=ndim, max_dims=ndim, min_side=1, max_side=6)))
-    k, s, p, d = [], [], [], []
-    for a in axes:
-        kk = draw(st.sampled_from([1, 2, 3, 4, 5, 7, 15]))
-        dd = draw(st.integers(1, 3))
-        span = dd * (kk - 1) + 1
-        pp = draw(st.integers(0, span // 2))
-        k.append(kk), d.append(dd), p.append(pp), s.append(draw(st.integers(1, 3)))
-        shape[a] = draw(st.integers(max(1, span - 2 * pp), max(1, span - 2 * pp) + 9))
-    kw = dict(kernel=k, stride=s, padding=p, dilation=d, ceil_mode=draw(st.booleans()),
-              count_include_pad=draw(st.booleans()), axes=axes)
+    kw = _windows(draw, axes, shape, st.sampled_from([1, 2, 3, 4, 5, 7, 15]),
+                  st.integers(1, 3), longer=9)
+    kw.update(ceil_mode=draw(st.booleans()), count_include_pad=draw(st.booleans()), axes=axes)
     if op == "lp":
         choices = [1.0, 2.0, 3.0, 0.5] if np.dtype(dtype).kind == "f" else [1.0, 2.0]
         kw["p"] = draw(st.sampled_from(choices))

@@ -1,0 +1,271 @@
+/* Median of N-D windows: one instance per dtype, included by _fast.c through _fast_instances.h
+ * as _fast_engine.h is. The includer defines SUF, IN_T, B_T (float for float16), LOADX(p),
+ * B_INT, B_SIGNED, IN_F16 and MED_HIST (1 for 8-bit integers: a 256-bin histogram holds them).
+ *
+ * Median is not separable (the median of medians is not the median), so it does not run the
+ * engine's chain of 1-D passes. It shares the rest: the canonical view (outer, n0, G0, ...,
+ * n_{m-1}, I), the job's axes (adaptive bounds included), the split into units of axis-0 rows
+ * over threads and the per-thread arena. A unit walks the outputs of every pooled axis but the
+ * last, listing the source offsets of the real taps of the window on those axes (its
+ * "column"), then runs the last axis as a line of windows made of columns:
+ *   ST_DIRECT  gather each window's taps, select the middle one or two (quickselect): O(K);
+ *   ST_HIST    8-bit integers, dilation 1 along the line: Huang's sliding histogram (Huang,
+ *              Yang and Tang 1979). Consecutive windows share all but the columns that leave
+ *              and enter, so an output costs 2 s columns of updates and a short walk of the
+ *              median bin, whatever the kernel's length along the line.
+ * Results are numpy_backend._median_last's: padding is never a tap, a window holding a NaN
+ * gives NaN, an empty one 0 or NaN, an even count the mean of the middle two (integers exact,
+ * ties away from zero; floats as (lo + hi) / 2 in double, then one rounding).
+ */
+
+#define FN(name) PC_CAT3(name, SUF, ISA)
+
+/* v[kth] becomes the kth smallest of v[0..n), with v[0..kth) <= v[kth] (nth_element).
+ * Quickselect with branchless partitions (a compare-and-swap per element; the classic Hoare
+ * loop mispredicts a branch every few elements: float32 5x5 windows took 2.3x as long): one
+ * pass puts the values below the pivot first, a second pass over the rest (only when kth
+ * lies there) the values equal to it, so runs of equal values (flat image regions) end the
+ * search instead of making it quadratic. The pivot is the median of the first, middle and
+ * last values; after many rounds the middle one is a pseudo-random one instead. */
+static void FN(select)(B_T *v, Py_ssize_t n, Py_ssize_t kth)
+{
+    Py_ssize_t lo = 0, hi = n - 1;
+    uint64_t rng = 0x9e3779b97f4a7c15u;
+    int rounds = 0;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (++rounds > 48) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            mid = lo + (Py_ssize_t)(rng % (uint64_t)(hi - lo + 1));
+        }
+        const B_T a = v[lo], b = v[mid], c = v[hi];
+        const B_T ab_lo = a < b ? a : b, ab_hi = a < b ? b : a;
+        const B_T piv = ab_hi < c ? ab_hi : (c < ab_lo ? ab_lo : c);
+        Py_ssize_t st = lo;
+        for (Py_ssize_t i = lo; i <= hi; i++) { /* [lo, st) < piv <= [st, i) */
+            const B_T x = v[i];
+            v[i] = v[st];
+            v[st] = x;
+            st += x < piv;
+        }
+        if (kth < st) {
+            hi = st - 1;
+            continue;
+        }
+        Py_ssize_t eq = st;
+        for (Py_ssize_t i = st; i <= hi; i++) { /* [st, eq) == piv < [eq, i) */
+            const B_T x = v[i];
+            v[i] = v[eq];
+            v[eq] = x;
+            eq += !(piv < x);
+        }
+        if (kth < eq) return;
+        lo = eq;
+    }
+}
+
+static inline void FN(put)(char *d, B_T v)
+{
+#if IN_F16
+    *(uint16_t *)d = pc_f2h(v);
+#else
+    *(IN_T *)d = (IN_T)v;
+#endif
+}
+
+/* No real element: 0 for integers, NaN for floats (as is a window holding a NaN). */
+static inline void FN(put_empty)(char *d)
+{
+#if B_INT
+    *(IN_T *)d = 0;
+#elif IN_F16
+    *(uint16_t *)d = 0x7e00u;
+#else
+    *(IN_T *)d = (IN_T)NAN;
+#endif
+}
+
+/* The mean of the middle two, lo <= hi. */
+static inline void FN(put_mean)(char *d, B_T lo, B_T hi)
+{
+#if B_INT
+    /* floor halves plus the remainders, as numpy_backend: exact for 64-bit values without
+     * overflow (>> of a negative value is a floor division on the compilers we build with) */
+    const B_T a = (B_T)(lo >> 1), b = (B_T)(hi >> 1);
+    const int rem = (int)(lo & 1) + (int)(hi & 1);
+    B_T mid = (B_T)(a + b + (rem >> 1));
+#if B_SIGNED
+    if (rem == 1 && mid >= 0) mid++; /* x.5 rounds away from zero */
+#else
+    if (rem == 1) mid++;
+#endif
+    *(IN_T *)d = mid;
+#else
+    /* in double, as numpy promotes: exact for float16/32 halves, one rounding to the dtype */
+    double m = ((double)lo + (double)hi) / 2;
+    if (isinf(m) && isfinite(lo) && isfinite(hi)) m = (double)lo / 2 + (double)hi / 2;
+#if IN_F16
+    *(uint16_t *)d = pc_d2h(m);
+#else
+    *(IN_T *)d = (IN_T)m;
+#endif
+#endif
+}
+
+/* The median of buf[0..n) (reordered), written to d. */
+static void FN(put_median)(char *d, B_T *buf, Py_ssize_t n, int nan)
+{
+    if (n == 0 || nan) {
+        FN(put_empty)(d);
+        return;
+    }
+    const Py_ssize_t half = n / 2;
+    FN(select)(buf, n, half);
+    if (n % 2) {
+        FN(put)(d, buf[half]);
+        return;
+    }
+    B_T lo = buf[0]; /* rank half - 1: the largest of those before the kth */
+    for (Py_ssize_t i = 1; i < half; i++) lo = buf[i] > lo ? buf[i] : lo;
+    FN(put_mean)(d, lo, buf[half]);
+}
+
+/* Outputs [a, b) of the last axis: gather each window (columns at its real taps), select. */
+static void FN(line_direct)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
+                            Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, B_T *restrict buf)
+{
+    for (Py_ssize_t o = a; o < b; o++) {
+        Py_ssize_t lo, hi;
+        const Py_ssize_t t0 = med_taps(A, o, &lo, &hi);
+        Py_ssize_t n = 0;
+        int nan = 0;
+        for (Py_ssize_t j = lo; j < hi; j++) {
+            const char *q = sp + (t0 + j * A->d) * A->s_sn;
+            for (Py_ssize_t c = 0; c < ncol; c++) {
+                const B_T v = LOADX(q + col[c]);
+#if !B_INT
+                nan |= v != v;
+#endif
+                buf[n++] = v;
+            }
+        }
+        FN(put_median)(dp + o * A->d_sn, buf, n, nan);
+    }
+}
+
+#if MED_HIST
+/* an order-preserving map of the 8-bit values to bins 0..255, and back */
+#define PC_BIN(v) ((unsigned)(uint8_t)(v) ^ (B_SIGNED ? 0x80u : 0u))
+#define PC_VAL(h) ((B_T)(uint8_t)((h) ^ (B_SIGNED ? 0x80u : 0u)))
+
+/* Add (dir 1) or remove (dir -1) the column at position t; `lt` counts values below bin m. */
+PC_FORCE_INLINE void FN(hist_col)(uint32_t *restrict h, const char *q, const ptrdiff_t *col,
+                                  Py_ssize_t ncol, int dir, unsigned m, Py_ssize_t *lt)
+{
+    Py_ssize_t below = 0;
+    for (Py_ssize_t c = 0; c < ncol; c++) {
+        const unsigned v = PC_BIN(LOADX(q + col[c]));
+        h[v] += (uint32_t)dir;
+        below += v < m;
+    }
+    *lt += dir * below;
+}
+
+/* Outputs [a, b) of the last axis (dilation 1), sliding: window o holds the real positions
+ * [pa, pb); both ends only grow with o (adaptive windows too), so going to the next window
+ * removes the positions that left and adds those that entered, then walks the median bin m
+ * (lt values lie below it) to the rank wanted. */
+static void FN(line_hist)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
+                          Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, uint32_t *restrict h)
+{
+    memset(h, 0, 256 * sizeof *h);
+    Py_ssize_t pa = 0, pb = 0, lt = 0;
+    unsigned m = 0;
+    for (Py_ssize_t o = a; o < b; o++) {
+        Py_ssize_t lo, hi;
+        const Py_ssize_t t0 = med_taps(A, o, &lo, &hi);
+        const Py_ssize_t na = t0 + lo, nb = t0 + hi;
+        if (o == a) pa = pb = na;
+        for (Py_ssize_t t = pa; t < na && t < pb; t++)
+            FN(hist_col)(h, sp + t * A->s_sn, col, ncol, -1, m, &lt);
+        for (Py_ssize_t t = pb > na ? pb : na; t < nb; t++)
+            FN(hist_col)(h, sp + t * A->s_sn, col, ncol, 1, m, &lt);
+        pa = na, pb = nb;
+        const Py_ssize_t cnt = (nb - na) * ncol;
+        char *d = dp + o * A->d_sn;
+        if (cnt == 0) {
+            FN(put_empty)(d);
+            continue;
+        }
+        const Py_ssize_t r = (cnt - 1) / 2; /* the lower middle rank */
+        while (lt > r) lt -= h[--m];
+        while (lt + (Py_ssize_t)h[m] <= r) lt += h[m++];
+        if (cnt % 2) {
+            FN(put)(d, PC_VAL(m));
+            continue;
+        }
+        unsigned m2 = m; /* rank r + 1: this bin, or the next one that holds a value */
+        if (lt + (Py_ssize_t)h[m] <= r + 1)
+            for (m2 = m + 1; !h[m2]; m2++) {}
+        FN(put_mean)(d, PC_VAL(m), PC_VAL(m2));
+    }
+}
+#undef PC_BIN
+#undef PC_VAL
+#endif
+
+/* Level i: the outputs [a, b) of axis i, each extending the column of the levels above by
+ * its real taps on this axis, for every value of the group after it; the last axis runs as
+ * lines (one per value of its group I). */
+static void FN(walk)(const job_t *J, tbuf_t *T, int i, const char *sp, char *dp,
+                     const ptrdiff_t *col, Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b)
+{
+    const axis_t *A = &J->ax[i];
+    if (i == J->m - 1 || i == PC_MAXL - 1) { /* (the same: m <= PC_MAXL; tells the compiler) */
+        for (Py_ssize_t g = 0; g < A->G; g++) {
+#if MED_HIST
+            if (A->seg[0][2] == ST_HIST && ncol > 0) {
+                FN(line_hist)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, a, b,
+                              T->med_hist);
+                continue;
+            }
+#endif
+            FN(line_direct)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, a, b,
+                            (B_T *)T->med_buf);
+        }
+        return;
+    }
+    ptrdiff_t *next = T->med_col[i];
+    for (Py_ssize_t o = a; o < b; o++) {
+        Py_ssize_t lo, hi, n = 0;
+        const Py_ssize_t t0 = med_taps(A, o, &lo, &hi);
+        for (Py_ssize_t j = lo; j < hi; j++)
+            for (Py_ssize_t c = 0; c < ncol; c++) next[n++] = col[c] + (t0 + j * A->d) * A->s_sn;
+        for (Py_ssize_t g = 0; g < A->G; g++)
+            FN(walk)(J, T, i + 1, sp + g * A->s_sG, dp + o * A->d_sn + g * A->d_sG, next, n, 0,
+                     J->ax[i + 1].out);
+    }
+}
+
+/* Outputs [a, b) of the first pooled axis for one outer index. */
+static void FN(run_unit)(const job_t *J, tbuf_t *T, Py_ssize_t outer, Py_ssize_t a, Py_ssize_t b)
+{
+    static const ptrdiff_t origin = 0;
+    FN(walk)(J, T, 0, J->src + outer * J->s_sO, J->dst + outer * J->d_sO, &origin, 1, a, b);
+}
+
+static void FN(init_bufs)(const job_t *J, tbuf_t *T)
+{
+    (void)J;
+    (void)T;
+}
+
+#undef FN
+#undef SUF
+#undef IN_T
+#undef B_T
+#undef LOADX
+#undef B_INT
+#undef B_SIGNED
+#undef IN_F16
+#undef MED_HIST
