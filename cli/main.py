@@ -204,8 +204,8 @@ def _suffix(*suffixes: str):
 @click.option("-r", "--recursive", is_flag=True, help="Descend into directories.")
 @click.option("--layout", type=click.Choice(LAYOUTS, case_sensitive=False), metavar="LAYOUT",
               help=f"Axes of .npy inputs: {', '.join(LAYOUTS)}; H, W (and D) are pooled "
-              "[default: the last two axes]. dhw also makes the pages of a TIFF stack one "
-              "volume, D its pages.")
+              "[default: the last two axes]. dhw also makes a multi-page TIFF one volume, "
+              "D its pages.")
 @click.option("--format", "format_", type=click.Choice(FORMATS, case_sensitive=False),
               metavar="EXT", help=f"Output format: {', '.join(FORMATS)} [default: the input's].")
 @click.option("--quality", type=click.IntRange(1, 100), metavar="Q",

@@ -74,13 +74,9 @@ def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
         return replace(item, array=out[0], frames=out)
     out = []
     for a in frames:
-        if item.layout == "dhw":  # a stack of pages: each channel on its own, in its dtype
-            for stage in pipeline.stages:
-                a = _to_dtype(stage(a, axes=item.axes, backend=backend), a.dtype)
-        else:
-            mode = frame_mode(a, item.mode)  # a TIFF's pages may differ: an L and an F page
-            for stage in pipeline.stages:
-                a = _pool_stage(a, mode, stage, linear_light, backend)
+        mode = _mode(a, item)
+        for stage in pipeline.stages:
+            a = _pool_stage(a, mode, stage, linear_light, backend, item.axes)
         out.append(a)
     dpi = item.dpi
     if dpi is not None:
@@ -91,18 +87,30 @@ def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
     return replace(item, array=out[0], frames=out, dpi=dpi)
 
 
+def _mode(a: np.ndarray, item: Item) -> str:
+    """A frame's mode: a TIFF's pages may differ (an L and an F page); a volume has one."""
+    return (item.mode or "") if item.layout == "dhw" else frame_mode(a, item.mode)
+
+
 def flatten(item: Item, background: tuple[int, int, int]) -> Item:
     """``item`` composited onto an opaque ``background`` (8-bit RGB): alpha is gone, so the
     image can be written as JPEG or BMP. Exact in integers, rounded half up; gray stays gray
-    on a gray background, else becomes RGB. An item without alpha is returned as it is."""
-    mode = item.mode or ""
-    if item.kind != "image" or mode not in _ALPHA_MODES:
+    on a gray background, else becomes RGB. Frames without alpha are left as they are."""
+    if item.kind != "image":
         return item
-    gray = mode.startswith("LA") and len(set(background)) == 1
-    wide = mode.endswith(";16")
-    out = [_flatten(a, background, gray) for a in item.all_frames]
-    flat = ("I;16" if gray else "RGB;16") if wide else ("L" if gray else "RGB")
-    return replace(item, array=out[0], frames=out, mode=flat)
+    out, modes = [], []
+    for a in item.all_frames:
+        mode = _mode(a, item)
+        if mode in _ALPHA_MODES:
+            gray = mode.startswith("LA") and len(set(background)) == 1
+            a = _flatten(a, background, gray)
+            wide = mode.endswith(";16")
+            mode = ("I;16" if wide else "L") if gray else ("RGB;16" if wide else "RGB")
+        out.append(a)
+        modes.append(mode)
+    if all(a is b for a, b in zip(out, item.all_frames)):
+        return item
+    return replace(item, array=out[0], frames=out, mode=modes[0])
 
 
 def _flatten(a: np.ndarray, background: tuple[int, int, int], gray: bool) -> np.ndarray:
@@ -119,45 +127,47 @@ def _flatten(a: np.ndarray, background: tuple[int, int, int], gray: bool) -> np.
     return out[..., 0] if gray else out
 
 
-def _pool_stage(a: np.ndarray, mode: str, stage: Stage, linear_light: bool,
-                backend: str) -> np.ndarray:
-    """One stage on one frame, back in the frame's dtype."""
+def _pool_stage(a: np.ndarray, mode: str, stage: Stage, linear_light: bool, backend: str,
+                axes: tuple[int, ...]) -> np.ndarray:
+    """One stage on one frame (or volume), back in its dtype."""
     op = stage.base_op
     has_alpha = mode in _ALPHA_MODES
     linear = linear_light and mode in _SRGB_MODES and op in _LINEAR
     if has_alpha and op == "avg":
-        return _alpha_weighted(a, stage, linear, backend)
+        return _alpha_weighted(a, stage, linear, backend, axes)
     if linear:
-        return _in_linear_light(a, stage, has_alpha, backend)
+        return _in_linear_light(a, stage, has_alpha, backend, axes)
     full = _pilview.rgbx_base(a)  # RGB in RGBX storage: pool all 4 bytes, keep the layout
-    out = _to_dtype(stage(a if full is None else full, axes=(0, 1), backend=backend), a.dtype)
+    out = _to_dtype(stage(a if full is None else full, axes=axes, backend=backend), a.dtype)
     return out if full is None else out[..., :3]
 
 
-def _in_linear_light(a: np.ndarray, stage: Stage, has_alpha: bool, backend: str) -> np.ndarray:
+def _in_linear_light(a: np.ndarray, stage: Stage, has_alpha: bool, backend: str,
+                     axes: tuple[int, ...]) -> np.ndarray:
     colour = a[..., :-1] if has_alpha else a
     lin = np.empty(colour.shape, np.float32)
     _lut_into(_decode_lut(a.dtype), colour, lin)
-    pooled = stage(lin, axes=(0, 1), backend=backend)
+    pooled = stage(lin, axes=axes, backend=backend)
     del lin
     pooled = _from_linear(pooled, a.dtype)
     if not has_alpha:
         return pooled
-    alpha = _to_dtype(stage(a[..., -1:], axes=(0, 1), backend=backend), a.dtype)
+    alpha = _to_dtype(stage(a[..., -1:], axes=axes, backend=backend), a.dtype)
     return np.concatenate([pooled, alpha], axis=-1)
 
 
-def _alpha_weighted(a: np.ndarray, stage: Stage, linear: bool, backend: str) -> np.ndarray:
+def _alpha_weighted(a: np.ndarray, stage: Stage, linear: bool, backend: str,
+                    axes: tuple[int, ...]) -> np.ndarray:
     """An averaging stage on colour + alpha: colour = sum(colour*alpha) / sum(alpha) over each
     window (the window's count cancels, padding included), alpha = the stage's average."""
     sums = _summing(stage)
     alpha = a[..., -1:]
-    alpha_sum = sums(alpha, axes=(0, 1), backend=backend)  # uint64: exact
+    alpha_sum = sums(alpha, axes=axes, backend=backend)  # uint64: exact
     if linear:
         work = np.empty(a.shape[:-1] + (a.shape[-1] - 1,), np.float32)
         _lut_into(_decode_lut(a.dtype), a[..., :-1], work)
         work *= alpha  # alpha's integer values are exact in float32
-        total = sums(work, axes=(0, 1), backend=backend)  # the backends sum in float64
+        total = sums(work, axes=axes, backend=backend)  # the backends sum in float64
         del work
         total /= np.maximum(alpha_sum, 1).astype(np.float32)
         colour = _from_linear(total, a.dtype)
@@ -166,13 +176,13 @@ def _alpha_weighted(a: np.ndarray, stage: Stage, linear: bool, backend: str) -> 
         # floor((2s + w) / 2w) is s/w rounded half up, exactly. No opacity: s = 0, colour 0.
         work = a[..., :-1].astype(_PREMULTIPLIED[a.dtype])
         work *= alpha
-        total = sums(work, axes=(0, 1), backend=backend)
+        total = sums(work, axes=axes, backend=backend)
         del work
         total *= 2
         total += alpha_sum
         total //= np.maximum(alpha_sum * 2, 1)
         colour = total.astype(a.dtype)
-    averaged = _to_dtype(stage(alpha, axes=(0, 1), backend=backend), a.dtype)
+    averaged = _to_dtype(stage(alpha, axes=axes, backend=backend), a.dtype)
     return np.concatenate([colour, averaged], axis=-1)
 
 

@@ -357,16 +357,24 @@ _TRANSPOSE = {
 _DESCRIPTIVE_TAGS = {269, 270, 271, 272, 274, 285, 305, 306, 315, 316, 33432, 34665, 34853}
 
 
-def _bomb_message(size: tuple[int, int], limit: int, n_frames: int = 1) -> str:
+def _bomb_message(what: str, limit: int, needed: int | None) -> str:
+    """``what`` is over the pixel limit; ``needed``: the limit that would let it through
+    (None: unknown before all frames are read)."""
+    value = "N" if needed is None else str(needed)
+    tail = ", N at least the pixels of all its frames" if needed is None else ""
+    return (
+        f"{what}, over the limit of {limit:,} pixels that guards against decompression bombs; "
+        f"if you trust this file, raise the limit with --max-pixels {value} (max_pixels={value} "
+        f"in Python){tail}"
+    )
+
+
+def _pixels(size: tuple[int, int], n_frames: int = 1) -> tuple[str, int]:
     w, h = size
     n = w * h * n_frames
-    what = (f"image is {w}x{h} = {n:,} pixels," if n_frames == 1 else
-            f"its {n_frames} frames of {w}x{h} = {n:,} pixels are pooled at once,")
-    return (
-        f"{what} over the limit of {limit:,} pixels that guards against decompression bombs; "
-        f"if you trust this file, raise the limit with --max-pixels {n} (max_pixels={n} in "
-        f"Python)"
-    )
+    if n_frames == 1:
+        return f"image is {w}x{h} = {n:,} pixels", n
+    return f"its {n_frames} frames of {w}x{h} = {n:,} pixels are pooled at once", n
 
 
 def _read_image(opener, label: str, max_pixels: int | None, volume: bool) -> Item:
@@ -397,8 +405,8 @@ def _decode(opener, label: str, limit: int | None, volume: bool) -> Item:
                 except Image.DecompressionBombError:
                     # Pillow refuses before we can look at the size: reopen just the header
                     # with the guard off to say how large the image is.
-                    size = _peek_size(opener)
-                    raise ReadError(label, _bomb_message(size, limit or 0)) from None
+                    what, n = _pixels(_peek_size(opener))
+                    raise ReadError(label, _bomb_message(what, limit or 0, n)) from None
                 with im:
                     return _decode_open(im, opener, label, limit, volume)
     except PoolIOError:
@@ -440,18 +448,10 @@ def _peek_size(opener) -> tuple[int, int]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _frames_message(upto: int, n_frames: int, total: int, limit: int) -> str:
-    return (
-        f"its {n_frames} frames are pooled at once, and the first {upto} already hold "
-        f"{total:,} pixels, over the limit of {limit:,} pixels that guards against "
-        f"decompression bombs; if you trust this file, raise the limit with --max-pixels N "
-        f"(max_pixels=N in Python), N at least the pixels of all its frames"
-    )
-
-
 def _check_size(im, label: str, limit: int | None) -> None:
     if limit is not None and im.size[0] * im.size[1] > limit:
-        raise ReadError(label, _bomb_message(im.size, limit))
+        what, n = _pixels(im.size)
+        raise ReadError(label, _bomb_message(what, limit, n))
 
 
 def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) -> Item:
@@ -460,9 +460,12 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
         fmt = "JPEG"
     n_frames = 1 if fmt == "JPEG" else int(getattr(im, "n_frames", 1))
     _check_size(im, label, limit)  # before anything is decoded
-    if limit is not None and n_frames * im.size[0] * im.size[1] > limit:
-        # frames the first's size (as a GIF's) would be too many: refused before any decode
-        raise ReadError(label, _bomb_message(im.size, limit, n_frames))
+    if limit is not None and fmt in _CANVAS and n_frames * im.size[0] * im.size[1] > limit:
+        # every frame is the canvas's size: refused before any decode (a TIFF's pages may be
+        # smaller, a thumbnail after the image: counted below as they are read)
+        what, n = _pixels(im.size, n_frames)
+        raise ReadError(label, _bomb_message(what, limit, n))
+    volume = volume and fmt == "TIFF" and n_frames > 1  # a stack of pages, not one image
     # The first frame is decoded before the metadata is read: a PNG's getexif() would load
     # it anyway, and the 16-bit path must swap the decoder's rawmode before any load.
     wide = _wide16.decode(im, opener) if n_frames == 1 else None
@@ -492,7 +495,9 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
             _check_size(im, label, limit)
         total += im.size[0] * im.size[1]
         if limit is not None and total > limit:
-            raise ReadError(label, _frames_message(index + 1, n_frames, total, limit))
+            what = (f"its {n_frames} frames are pooled at once, and the first {index + 1} "
+                    f"already hold {total:,} pixels")
+            raise ReadError(label, _bomb_message(what, limit, None))
         if index:
             _wide16.check_not_wide(im, label)
             im.load()
@@ -698,6 +703,8 @@ _WHY = {
     "I": "32-bit integer samples", "F": "float samples", "RGB;16": "16-bit colour",
     "RGBA;16": "16-bit colour with alpha", "LA;16": "16-bit gray with alpha",
 }
+# Formats whose frames all have the canvas's size (a TIFF's pages need not).
+_CANVAS = ("GIF", "WEBP", "PNG")
 _JPEG_MARKER_BYTES = 65533  # an APP1 segment's payload: EXIF must fit in one
 _DEFAULT_QUALITY = 90  # Pillow's 75 softens JPEG/WebP visibly; 90 is the common choice
 
@@ -765,9 +772,11 @@ def _check_writable(item: Item, fmt: str, label: str,
                          f"JPEG holds ({_JPEG_MARKER_BYTES:,}); --strip drops it, or write it as "
                          f"png, webp or tiff")
     frames = item.pages
-    if len(frames) > 1 and fmt not in _MULTI_FRAME:
+    # a volume's page count is its pooled depth (when checked before pooling: sizes[0][0])
+    pages = sizes[0][0] if sizes and item.layout == "dhw" else len(frames)
+    if pages > 1 and fmt not in _MULTI_FRAME:
         raise WriteError(
-            label, f"{fmt} holds one image but this has {len(frames)} frames; use "
+            label, f"{fmt} holds one image but this has {pages} frames; use "
                    f"--format gif, webp, png or tiff")
     for a in frames:
         mode = frame_mode(a, item.mode)
@@ -776,7 +785,7 @@ def _check_writable(item: Item, fmt: str, label: str,
             suggest = _SUGGEST.get(mode, "npy")
             raise WriteError(
                 label, f"{fmt} cannot hold mode {mode} ({why}); use --format {suggest}")
-        if mode in ("RGB;16", "RGBA;16", "LA;16") and len(frames) > 1:
+        if mode in ("RGB;16", "RGBA;16", "LA;16") and pages > 1:
             raise WriteError(label, "16-bit colour is written as a single frame only")
 
 

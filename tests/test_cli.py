@@ -288,6 +288,18 @@ def test_dry_run_fails_an_empty_image_as_the_run_does(src):
     assert not Path("z.png").exists()
 
 
+def test_dry_run_counts_the_pages_a_volume_will_have(src):
+    pages = [Image.fromarray(np.full((8, 8), i * 50, np.uint8)) for i in range(2)]
+    pages[0].save("stack2.tif", save_all=True, append_images=pages[1:])
+    for extra in (["--dry-run"], []):  # 2 pages pool to 1: a JPEG holds it
+        r = invoke(["stack2.tif", "-o", "s.jpg", "--layout", "dhw", "-p", "avg(2)", *extra])
+        assert r.exit_code == 0, r.stderr
+    for extra in (["--dry-run"], []):  # 2 pages stay 2: it does not
+        r = invoke(["stack2.tif", "-o", "t.jpg", "--layout", "dhw", "-p", "avg((1, 2, 2))",
+                    *extra])
+        assert r.exit_code == 1 and "JPEG holds one image but this has 2 frames" in r.stderr
+
+
 def test_an_input_is_never_overwritten(src):
     os.symlink("src/a.png", "link.png")
     before = tree(Path("src"))

@@ -296,3 +296,15 @@ def test_flatten_is_exact_for_every_alpha_mode():
     rgb = u8(3, 3, 3)
     item = Item(rgb, (0, 1), "image", mode="RGB")
     assert flatten(item, (255, 255, 255)) is item  # nothing to flatten
+
+
+def test_flatten_decides_per_frame():
+    from poolcore.imaging import flatten
+
+    la = np.array([[[100, 0], [100, 255]]], np.uint8)
+    page16 = np.array([[1000, 2000]], np.uint16)  # its last column is not alpha
+    item = Item(la, (0, 1), "image", mode="LA", frames=[la, page16])
+    out = flatten(item, (255, 255, 255))
+    assert out.mode == "L"
+    np.testing.assert_array_equal(out.frames[0], [[255, 100]])
+    assert out.frames[1] is page16

@@ -517,6 +517,36 @@ def test_layout_dhw_reads_a_tiff_stack_as_one_volume(tmp_path):
         pio.read(data, layout="dhw")
 
 
+def test_layout_dhw_is_for_stacks_of_pages_and_pools_them_as_frames_are():
+    # a single image (a PNG preview beside the stacks) stays an image: there is no D axis
+    png = encode_pil(Image.fromarray(u8(8, 10)), "PNG")
+    assert pio.read(png, layout="dhw").layout == "hw"
+    # alpha-weighted and in linear light, as a frame would be
+    rgba = np.zeros((2, 4, 4, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 0
+    rgba[0, 0, 0] = (0, 0, 255, 255)  # one opaque blue pixel per 2x2x2 window... in one
+    pages = [Image.fromarray(p) for p in rgba]
+    data = encode_pil(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    item = pio.read(data, layout="dhw")
+    assert item.layout == "dhw" and item.mode == "RGBA"
+    out = pool_item(item, AVG2).array
+    assert out.shape == (1, 2, 2, 4)
+    np.testing.assert_array_equal(out[0, 0, 0], [0, 0, 255, 32])  # no red bleeds in
+    gray = np.stack([np.tile([0, 255], (2, 1)).astype(np.uint8)] * 2)  # 2 pages of 2x2
+    pages = [Image.fromarray(p) for p in gray]
+    data = encode_pil(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    linear = pool_item(pio.read(data, layout="dhw"), AVG2, linear_light=True).array
+    assert linear.reshape(-1).tolist() == [188]  # the same as the page alone in linear light
+
+
+def test_a_tiff_with_a_small_page_after_a_large_one_is_counted_as_it_is():
+    pages = [Image.new("L", (100, 100)), Image.new("L", (10, 10))]  # an image + its thumbnail
+    data = encode_pil(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    assert len(pio.read(data, max_pixels=10_100).frames) == 2
+    with pytest.raises(pio.ReadError, match="the first 2 already hold 10,100 pixels"):
+        pio.read(data, max_pixels=10_099)
+
+
 # ---------------------------------------------------------------------- decompression bombs
 
 
