@@ -137,9 +137,12 @@ def _load_config(ctx: click.Context, param, value):
             )
         option = next(p for p in ctx.command.params if p.name == name)
         try:  # checked here, so that the message names the file and its key
+            if isinstance(v, bool) and not option.is_flag:  # quality = true would be 1
+                raise click.BadParameter(f"{option.opts[-1]} takes a value, not true or false")
             option.type_cast_value(ctx, v)
         except click.BadParameter as e:
-            raise ConfigError(value, hint=f"{key} = {v!r}: {e.message}") from None
+            shown = str(v).lower() if isinstance(v, bool) else repr(v)  # as TOML writes it
+            raise ConfigError(value, hint=f"{key} = {shown}: {e.message}") from None
         defaults[name] = v
     if "pipeline" in data or "stages" in data:
         try:
@@ -161,16 +164,21 @@ def _parse_pipeline(ctx: click.Context, param, value):
         raise click.BadParameter(str(e), ctx=ctx, param=param) from None
 
 
-def _colour(ctx: click.Context, param, value):
-    if value is None:
-        return None
-    from PIL import ImageColor
+class Colour(click.ParamType):
+    """A colour as Pillow names it (white, #f0f0f0, rgb(240, 240, 240)) -> (r, g, b)."""
 
-    try:
-        return ImageColor.getrgb(value)[:3]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a colour: a name (white), #rrggbb or "
-                                 "rgb(r, g, b)") from None
+    name = "colour"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        from PIL import ImageColor
+
+        try:
+            return ImageColor.getrgb(str(value))[:3]
+        except ValueError:
+            self.fail(f"{value!r} is not a colour: a name (white), #rrggbb or rgb(r, g, b)",
+                      param, ctx)
 
 
 def _suffix(*suffixes: str):
@@ -213,7 +221,7 @@ def _suffix(*suffixes: str):
 @click.option("--strip", is_flag=True,
               help="Drop EXIF metadata (GPS position, camera, dates) from the outputs; the "
               "colour profile and DPI are kept.")
-@click.option("--background", metavar="COLOR", callback=_colour,
+@click.option("--background", type=Colour(), metavar="COLOR",
               help="Flatten transparency onto COLOR (white, #f0f0f0, ...) before pooling, so "
               "that images with alpha can be written as JPEG or BMP.")
 @click.option("--linear-light", is_flag=True,

@@ -537,14 +537,14 @@ def _on_sigterm(signum, frame) -> None:
     raise _Terminated
 
 
-def _init_worker(pipeline, options: BatchOptions) -> None:
+def _init_worker(pipeline, options: BatchOptions, parent: int | None) -> None:
     # The parent owns Ctrl-C: it stops handing out files and lets those in flight finish, so a
     # worker is never interrupted half-way through a write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM comes from the pool when another worker died (or from a supervisor): the file
     # being written is abandoned, its temporary file removed, and the process ends.
     signal.signal(signal.SIGTERM, _on_sigterm)
-    _end_with_parent()
+    _end_with_parent(parent)
     # One level of parallelism: the compiled kernels stay single-threaded inside a worker
     # (the environment variable for anything started later; the backend may be imported).
     os.environ["POOLCORE_THREADS"] = "1"
@@ -559,10 +559,11 @@ def _init_worker(pipeline, options: BatchOptions) -> None:
     _worker["options"] = options
 
 
-def _end_with_parent() -> None:
+def _end_with_parent(parent: int | None) -> None:
     """Have Linux send this worker SIGTERM when its parent dies, even by SIGKILL (a CI job's
     timeout): an orphaned worker would otherwise wait on the pool's queue forever, holding
-    the job's stdout and stderr open. (A forkserver's workers: the server ends with poolimg.)"""
+    the job's stdout and stderr open. ``parent``: the pid it was forked from, if known (a
+    forkserver's workers have the server for parent, which ends with poolimg)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -572,7 +573,9 @@ def _end_with_parent() -> None:
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:  # the parent died before the request was made
+    # the parent died before the request was made (the orphan went to init or a subreaper)
+    orphaned = os.getppid() != parent if parent is not None else os.getppid() == 1
+    if orphaned:
         os._exit(128 + signal.SIGTERM)
 
 
@@ -685,10 +688,11 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int,
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = _mp_context()
+    parent = os.getpid() if ctx.get_start_method() == "fork" else None
 
     def start() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(pipeline, options))
+                                   initargs=(pipeline, options, parent))
 
     pending = deque(tasks)
     inflight: dict = {}  # future -> its chunk of tasks
@@ -702,6 +706,11 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int,
         while inflight or (pending and not stopped):
             asked = asked or stop()
             stopped = stopped or asked
+            if stopped:  # chunks still queued never start: they are "not run"
+                for fut in [f for f in inflight if f.cancel()]:
+                    pending.extendleft(reversed(inflight.pop(fut)))
+                if not inflight:
+                    break
             while pending and not stopped and len(inflight) < window:
                 if any(t.index in solo for c in inflight.values() for t in c):
                     break  # a suspect runs alone

@@ -189,6 +189,10 @@ def test_config_stages_tables(src):
         ('pipeline = "avg(2)"\nquality = 500\n',
          "quality = 500: 500 is not in the range 1<=x<=100."),
         ('pipeline = "avg(2)"\nformat = "jpeg2000"\n', "format = 'jpeg2000': 'jpeg2000' is not "),
+        ('pipeline = "avg(2)"\nbackground = "nocolour"\n',
+         "background = 'nocolour': 'nocolour' is not a colour"),
+        ('pipeline = "avg(2)"\nquality = true\n',
+         "quality = true: --quality takes a value, not true or false"),
     ],
 )
 def test_a_bad_config_is_a_usage_error(src, text, message):
