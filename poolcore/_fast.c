@@ -357,20 +357,43 @@ typedef struct {
 
 #define PC_ALIGN(x) (((x) + 63) & ~(size_t)63)
 
+static char *carve(char **p, size_t n)
+{
+    char *r = *p;
+    *p += PC_ALIGN(n);
+    return r;
+}
+
+/* The median's memory per thread: the source offsets of a window's column per level but the
+   last, one window's taps, a 256-bin histogram. Returns its bytes; with T, carves it from *p
+   (one function for the count and the carving, so the two never disagree). */
+static size_t med_memory(const job_t *J, size_t bsz, tbuf_t *T, char **p)
+{
+    size_t total = 0, taps = 1;
+    for (int i = 0; i < J->m; i++) {
+        taps *= (size_t)med_reach(&J->ax[i]);
+        if (i == J->m - 1) break;
+        if (T) T->med_col[i] = (ptrdiff_t *)carve(p, taps * sizeof(ptrdiff_t));
+        total += PC_ALIGN(taps * sizeof(ptrdiff_t));
+    }
+    if (T) {
+        T->med_buf = carve(p, taps * bsz);
+        T->med_hist = (uint32_t *)carve(p, 256 * sizeof(uint32_t));
+    }
+    return total + PC_ALIGN(taps * bsz) + PC_ALIGN(256 * sizeof(uint32_t));
+}
+
 /* Buffers each thread needs, per level (see the level functions in _fast_engine.h). */
 static void plan_buffers(const job_t *J, tbuf_t *T, size_t bsz, size_t *bytes)
 {
     size_t total = 0;
-    if (J->kind == K_MED) { /* no bands: one window's taps, a column per level, a histogram */
-        size_t taps = 1;
+    if (J->kind == K_MED) { /* no bands: the levels' (empty) pointers, then med_memory */
         for (int i = 0; i < J->m; i++) {
             T->lv[i].nbuf = 0;
             T->lv[i].bsize = 0;
             total += PC_ALIGN(sizeof(void *));
-            taps *= (size_t)med_reach(&J->ax[i]);
-            if (i < J->m - 1) total += PC_ALIGN(taps * sizeof(ptrdiff_t));
         }
-        *bytes = total + PC_ALIGN(taps * bsz) + PC_ALIGN(256 * sizeof(uint32_t));
+        *bytes = total + med_memory(J, bsz, NULL, NULL);
         return;
     }
     for (int i = 0; i < J->m; i++) {
@@ -420,13 +443,6 @@ static void plan_buffers(const job_t *J, tbuf_t *T, size_t bsz, size_t *bytes)
     *bytes = total;
 }
 
-static char *carve(char **p, size_t n)
-{
-    char *r = *p;
-    *p += PC_ALIGN(n);
-    return r;
-}
-
 static void *worker_main(void *arg)
 {
     worker_t *w = (worker_t *)arg;
@@ -449,13 +465,7 @@ static void *worker_main(void *arg)
             L->buf[j] = carve(&p, (size_t)(L->bsize > 0 ? L->bsize : 1) * w->inst->bsz);
     }
     if (J->kind == K_MED) {
-        size_t taps = 1;
-        for (int i = 0; i < J->m; i++) {
-            taps *= (size_t)med_reach(&J->ax[i]);
-            if (i < J->m - 1) T.med_col[i] = (ptrdiff_t *)carve(&p, taps * sizeof(ptrdiff_t));
-        }
-        T.med_buf = carve(&p, taps * w->inst->bsz);
-        T.med_hist = (uint32_t *)carve(&p, 256 * sizeof(uint32_t));
+        med_memory(J, w->inst->bsz, &T, &p);
     } else {
         T.hot_tmp = carve(&p, hot_scratch_bytes(J));
     }
