@@ -28,7 +28,8 @@
  *              are idempotent), flat vectorised loops where van Herk's scans are serial;
  *   ST_ADAPT   adaptive windows [start, end) per output, taps in order.
  * Median (K_MED) is not separable: _fast_median.h gathers whole windows on the same job,
- * units and threads (ST_DIRECT: gather and select; ST_HIST: a sliding histogram).
+ * units and threads (ST_DIRECT: gather and select; ST_HIST: a sliding histogram, 8- and
+ * 16-bit integers).
  * Fused kernels (_fast_hot.h) handle the interior rows of the hottest case in one go: uint8
  * HWC images (C = 1, 3, 4; RGB also in RGBX storage, pixels 4 bytes apart) with 2x2/s2 and
  * 3x3/s2 windows (max, min, avg with exact integer rounding). float32 NCHW 3x3/s2 max runs
@@ -232,6 +233,15 @@ static inline Py_ssize_t med_taps(const axis_t *A, Py_ssize_t o, Py_ssize_t *lo,
 /* Real taps a window can hold on axis A (at most), for the median's buffers. */
 static inline Py_ssize_t med_reach(const axis_t *A) { return A->k < A->n ? A->k : A->n; }
 
+/* The median's histogram bins (counters) per thread: none unless the last axis slides one;
+   by the size of the values (float16 is held as float, so 2 bytes are a 16-bit integer):
+   256 for 8 bits, 65536 and 256 of the high byte for 16 bits. */
+static size_t med_hist_bins(const job_t *J, size_t bsz)
+{
+    if (J->ax[J->m - 1].seg[0][2] != ST_HIST) return 0;
+    return bsz == 1 ? 256 : 65536 + 256;
+}
+
 typedef void (*unit_fn)(const job_t *, tbuf_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t);
 typedef void (*init_fn)(const job_t *, tbuf_t *);
 typedef struct {
@@ -365,7 +375,7 @@ static char *carve(char **p, size_t n)
 }
 
 /* The median's memory per thread: the source offsets of a window's column per level but the
-   last, one window's taps, a 256-bin histogram. Returns its bytes; with T, carves it from *p
+   last, one window's taps, the histogram. Returns its bytes; with T, carves it from *p
    (one function for the count and the carving, so the two never disagree). */
 static size_t med_memory(const job_t *J, size_t bsz, tbuf_t *T, char **p)
 {
@@ -376,11 +386,12 @@ static size_t med_memory(const job_t *J, size_t bsz, tbuf_t *T, char **p)
         if (T) T->med_col[i] = (ptrdiff_t *)carve(p, taps * sizeof(ptrdiff_t));
         total += PC_ALIGN(taps * sizeof(ptrdiff_t));
     }
+    const size_t bins = med_hist_bins(J, bsz);
     if (T) {
         T->med_buf = carve(p, taps * bsz);
-        T->med_hist = (uint32_t *)carve(p, 256 * sizeof(uint32_t));
+        T->med_hist = bins ? (uint32_t *)carve(p, bins * sizeof(uint32_t)) : NULL;
     }
-    return total + PC_ALIGN(taps * bsz) + PC_ALIGN(256 * sizeof(uint32_t));
+    return total + PC_ALIGN(taps * bsz) + PC_ALIGN(bins * sizeof(uint32_t));
 }
 
 /* Buffers each thread needs, per level (see the level functions in _fast_engine.h). */

@@ -11,7 +11,8 @@ header is what this script writes. Run ``python poolcore/_fast_gen.py`` after ch
   numpy's does.
 - lp1/lp2/lpp: double sums of x, x*x, pow(x, p): the first pass of lp (float lp1 is the sum).
 - med: the median template ``_fast_median.h`` (not the engine: median is not separable), in
-  the source type (float for float16); 8-bit integers also get its sliding histogram.
+  the source type (float for float16); 8- and 16-bit integers also get its sliding
+  histogram (16-bit: two levels).
 - The AVX2 copy is compiled for the dtypes with fused or hot paths only (``AVX2_TYPES``):
   compile time grows with every instance, and the rest run the baseline (SSE2) code.
 """
@@ -28,6 +29,8 @@ TYPES = [
     ("f4", "float", "f"), ("f8", "double", "f"),
 ]
 AVX2_TYPES = ("u1", "u2", "f4", "f8")
+# median: the integers a sliding histogram holds, and their bits (_fast_median.h's MED_HIST)
+MED_HIST_BITS = {"i1": 8, "u1": 8, "i2": 16, "u2": 16}
 LIMITS = {
     "int8_t": ("INT8_MIN", "INT8_MAX"), "int16_t": ("INT16_MIN", "INT16_MAX"),
     "int32_t": ("INT32_MIN", "INT32_MAX"), "int64_t": ("INT64_MIN", "INT64_MAX"),
@@ -60,7 +63,7 @@ def _median_block(code, ct, fam):
         "#if PC_FULL", f"#define SUF med_{code}", f"#define IN_T {ct}",
         f"#define B_T {'float' if fam == 'h' else ct}", f"#define LOADX(p) ({load})",
         f"#define B_INT {int(fam in 'iu')}", f"#define B_SIGNED {int(fam == 'i')}",
-        f"#define IN_F16 {int(fam == 'h')}", f"#define MED_HIST {int(code in ('i1', 'u1'))}",
+        f"#define IN_F16 {int(fam == 'h')}", f"#define MED_HIST {MED_HIST_BITS.get(code, 0)}",
         '#include "_fast_median.h"', "#endif",
     ]
     return "\n".join(lines) + "\n"

@@ -130,7 +130,7 @@
 #define B_INT 1
 #define B_SIGNED 1
 #define IN_F16 0
-#define MED_HIST 1
+#define MED_HIST 8
 #include "_fast_median.h"
 #endif
 
@@ -232,7 +232,7 @@
 #define B_INT 1
 #define B_SIGNED 1
 #define IN_F16 0
-#define MED_HIST 0
+#define MED_HIST 16
 #include "_fast_median.h"
 #endif
 
@@ -532,7 +532,7 @@
 #define B_INT 1
 #define B_SIGNED 0
 #define IN_F16 0
-#define MED_HIST 1
+#define MED_HIST 8
 #include "_fast_median.h"
 #endif
 
@@ -628,7 +628,7 @@
 #define B_INT 1
 #define B_SIGNED 0
 #define IN_F16 0
-#define MED_HIST 0
+#define MED_HIST 16
 #include "_fast_median.h"
 #endif
 

@@ -1,6 +1,7 @@
 /* Median of N-D windows: one instance per dtype, included by _fast.c through _fast_instances.h
  * as _fast_engine.h is. The includer defines SUF, IN_T, B_T (float for float16), LOADX(p),
- * B_INT, B_SIGNED, IN_F16 and MED_HIST (1 for 8-bit integers: a 256-bin histogram holds them).
+ * B_INT, B_SIGNED, IN_F16 and MED_HIST (the bits of an integer a histogram holds: 8 for 8-bit
+ * integers, 16 for 16-bit ones, else 0).
  *
  * Median is not separable (the median of medians is not the median), so it does not run the
  * engine's chain of 1-D passes. It shares the rest: the canonical view (outer, n0, G0, ...,
@@ -9,10 +10,13 @@
  * last, listing the source offsets of the real taps of the window on those axes (its
  * "column"), then runs the last axis as a line of windows made of columns:
  *   ST_DIRECT  gather each window's taps, select the middle one or two (quickselect): O(K);
- *   ST_HIST    8-bit integers, dilation 1 along the line: Huang's sliding histogram (Huang,
- *              Yang and Tang 1979). Consecutive windows share all but the columns that leave
- *              and enter, so an output costs 2 s columns of updates and a short walk of the
- *              median bin, whatever the kernel's length along the line.
+ *   ST_HIST    8- and 16-bit integers, dilation 1 along the line: Huang's sliding histogram
+ *              (Huang, Yang and Tang 1979). Consecutive windows share all but the columns that
+ *              leave and enter, so an output costs 2 s columns of updates and a short walk of
+ *              the median bin, whatever the kernel's length along the line. 16-bit integers
+ *              use two levels (as Perreault and Hebert 2007 do): 65536 value bins and 256
+ *              bins of the high byte, so the median's walk steps over whole blocks of 256
+ *              values and then within one.
  * Results are numpy_backend._median_last's: padding is never a tap, a window holding a NaN
  * gives NaN, an empty one 0 or NaN, an even count the mean of the middle two (integers exact,
  * ties away from zero; floats as (lo + hi) / 2 in double, then one rounding).
@@ -153,7 +157,7 @@ static void FN(line_direct)(const axis_t *A, const char *sp, char *dp, const ptr
     }
 }
 
-#if MED_HIST
+#if MED_HIST == 8
 /* an order-preserving map of the 8-bit values to bins 0..255, and back */
 #define PC_BIN(v) ((unsigned)(uint8_t)(v) ^ (B_SIGNED ? 0x80u : 0u))
 #define PC_VAL(h) ((B_T)(uint8_t)((h) ^ (B_SIGNED ? 0x80u : 0u)))
@@ -214,6 +218,90 @@ static void FN(line_hist)(const axis_t *A, const char *sp, char *dp, const ptrdi
 #undef PC_VAL
 #endif
 
+#if MED_HIST == 16
+/* an order-preserving map of the 16-bit values to bins 0..65535, and back */
+#define PC_BIN(v) ((unsigned)(uint16_t)(v) ^ (B_SIGNED ? 0x8000u : 0u))
+#define PC_VAL(h) ((B_T)(uint16_t)((h) ^ (B_SIGNED ? 0x8000u : 0u)))
+#define PC_FINE 65536 /* h[0..65536): a bin per value; h[65536 + b]: the block b of 256 values */
+
+/* Add (dir 1) or remove (dir -1) the column at position t; `lt` counts values below bin m,
+ * `ltb` those below the first bin of m's block. */
+PC_FORCE_INLINE void FN(hist_col)(uint32_t *restrict h, const char *q, const ptrdiff_t *col,
+                                  Py_ssize_t ncol, int dir, unsigned m, Py_ssize_t *lt,
+                                  Py_ssize_t *ltb)
+{
+    const unsigned mb = m & ~0xffu;
+    Py_ssize_t below = 0, belowb = 0;
+    for (Py_ssize_t c = 0; c < ncol; c++) {
+        const unsigned v = PC_BIN(LOADX(q + col[c]));
+        h[v] += (uint32_t)dir;
+        h[PC_FINE + (v >> 8)] += (uint32_t)dir;
+        below += v < m;
+        belowb += v < mb;
+    }
+    *lt += dir * below;
+    *ltb += dir * belowb;
+}
+
+/* line_hist for 16-bit values, on two levels. The histogram is zero on entry and left
+ * zero (the line removes the columns it still holds: k columns, not a 256 KB memset a line);
+ * init_bufs zeroes it once. The median bin m walks as in Huang's, but when the rank wanted
+ * lies in another block of 256 values it steps over whole blocks (their counts) and enters
+ * the block at its start: an output costs its column updates, the blocks crossed and at most
+ * 255 bins, and the few bins the median moves where the image is smooth. */
+static void FN(line_hist)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
+                          Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, uint32_t *restrict h)
+{
+    const uint32_t *hb = h + PC_FINE;
+    Py_ssize_t pa = 0, pb = 0, lt = 0, ltb = 0;
+    unsigned m = 0;
+    for (Py_ssize_t o = a; o < b; o++) {
+        Py_ssize_t lo, hi;
+        const Py_ssize_t t0 = med_taps(A, o, &lo, &hi);
+        const Py_ssize_t na = t0 + lo, nb = t0 + hi;
+        if (o == a) pa = pb = na;
+        for (Py_ssize_t t = pa; t < na && t < pb; t++)
+            FN(hist_col)(h, sp + t * A->s_sn, col, ncol, -1, m, &lt, &ltb);
+        for (Py_ssize_t t = pb > na ? pb : na; t < nb; t++)
+            FN(hist_col)(h, sp + t * A->s_sn, col, ncol, 1, m, &lt, &ltb);
+        pa = na, pb = nb;
+        const Py_ssize_t cnt = (nb - na) * ncol;
+        char *d = dp + o * A->d_sn;
+        if (cnt == 0) {
+            FN(put_empty)(d);
+            continue;
+        }
+        const Py_ssize_t r = (cnt - 1) / 2; /* the lower middle rank */
+        unsigned blk = m >> 8;
+        if (r < ltb || ltb + (Py_ssize_t)hb[blk] <= r) { /* another block */
+            while (r < ltb) ltb -= hb[--blk];
+            while (ltb + (Py_ssize_t)hb[blk] <= r) ltb += hb[blk++];
+            m = blk << 8, lt = ltb;
+        }
+        while (lt > r) lt -= h[--m]; /* within the block: ltb <= r < ltb + hb[blk] */
+        while (lt + (Py_ssize_t)h[m] <= r) lt += h[m++];
+        if (cnt % 2) {
+            FN(put)(d, PC_VAL(m));
+            continue;
+        }
+        unsigned m2 = m; /* rank r + 1: this bin, or the next one that holds a value (one does) */
+        if (lt + (Py_ssize_t)h[m] <= r + 1) {
+            for (m2 = m + 1; (m2 & 0xffu) && !h[m2]; m2++) {}
+            if (!(m2 & 0xffu)) { /* none left in m's block: the next block that holds one */
+                for (blk = m2 >> 8; !hb[blk]; blk++) {}
+                for (m2 = blk << 8; !h[m2]; m2++) {}
+            }
+        }
+        FN(put_mean)(d, PC_VAL(m), PC_VAL(m2));
+    }
+    for (Py_ssize_t t = pa; t < pb; t++) /* leave the histogram zero for the next line */
+        FN(hist_col)(h, sp + t * A->s_sn, col, ncol, -1, m, &lt, &ltb);
+}
+#undef PC_BIN
+#undef PC_VAL
+#undef PC_FINE
+#endif
+
 /* Level i: the outputs [a, b) of axis i, each extending the column of the levels above by
  * its real taps on this axis, for every value of the group after it; the last axis runs as
  * lines (one per value of its group I). */
@@ -256,8 +344,12 @@ static void FN(run_unit)(const job_t *J, tbuf_t *T, Py_ssize_t outer, Py_ssize_t
 
 static void FN(init_bufs)(const job_t *J, tbuf_t *T)
 {
+#if MED_HIST == 16
+    if (T->med_hist) memset(T->med_hist, 0, med_hist_bins(J, sizeof(B_T)) * sizeof(uint32_t));
+#else
     (void)J;
     (void)T;
+#endif
 }
 
 #undef FN

@@ -629,6 +629,54 @@ def test_median_sliding_histogram(dtype):
         _fast.config(min_work=old["min_work"])
 
 
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16"])
+def test_median_sliding_histogram_16bit(dtype):
+    """16-bit windows large enough for `_median_last_axis` slide a two-level histogram: values
+    at the dtype's extremes and ties, full-range noise (the median changes block), values near
+    one block edge (and, for int16, near zero: negatives map below the positives), flat
+    regions at both extremes, odd and even counts, paddings, ceil_mode, dilation on the other
+    axis, one pooled axis (lines split over threads), adaptive windows. All equal numpy."""
+    dt = np.dtype(dtype)
+    info = np.iinfo(dt)
+    hist = fast_backend._ST_HIST
+    geom = type("W", (), {"k": 5, "s": 1, "d": 1})
+    assert fast_backend._median_last_axis(geom, dt, 5)[0] == hist  # 5x5: the histogram
+    assert fast_backend._median_last_axis(geom, dt, 1)[0] != hist  # 1x5: gathered
+    rng = np.random.default_rng(16 + len(dtype))
+    shape = (29, 47, 2)
+    x = _median_values(dtype, rng, shape)
+    wide = rng.integers(info.min, info.max + 1, shape, dtype=dt)
+    near = (rng.integers(-300, 300, shape) + (0 if info.min else 256)).astype(dt)
+    flat = x.copy()
+    flat[4:20, 9:40] = info.max
+    flat[:, :9] = info.min
+    flat[22:, 30:] = 3
+    old_threads, old = fast_backend.get_threads(), _fast.config()
+    try:
+        fast_backend.set_threads(3)
+        _fast.config(min_work=1)
+        for v in (x, wide, near, flat, np.ascontiguousarray(near.transpose(2, 0, 1))):
+            axes = (0, 1) if v.shape[-1] == 2 else (1, 2)
+            for k, s, ceil in itertools.product((5, 6, 7, 9), (1, 2, 4), (False, True)):
+                for p in sorted({0, k // 2}):
+                    check(v, "median", kernel=k, stride=s, padding=p, ceil_mode=ceil, axes=axes)
+            check(v, "median", kernel=(3, 7), stride=1, dilation=(2, 1), padding=(2, 3),
+                  axes=axes)
+            check(v, "median", kernel=(4, 9), stride=(1, 2), dilation=(3, 1), padding=(3, 0),
+                  ceil_mode=True, axes=axes)
+            check(v, "median", kernel=15, stride=1, padding=7, axes=axes[1])
+            check(v, "median", kernel=13, stride=3, padding=6, ceil_mode=True, axes=axes[1])
+            for size in ((5, 10), (3, 8), (29, 12), (None, 6)):
+                check_adaptive(v, "median", size, axes=axes)
+        big = rng.integers(info.min, info.max + 1, (96, 160), dtype=dt)
+        big[20:60, 30:100] = info.max  # a flat plateau the median walks onto and off
+        check(big, "median", kernel=7, stride=1, padding=3)
+        check(big, "median", kernel=8, stride=1, padding=4)
+    finally:
+        fast_backend.set_threads(old_threads)
+        _fast.config(min_work=old["min_work"])
+
 def _windows(draw, axes, shape: list, kernels, strides, longer: int) -> dict:
     """Kernel, stride, padding and dilation per pooled axis; each axis of ``shape`` is drawn
     long enough for its window (at most ``longer`` more)."""
