@@ -135,7 +135,7 @@ static void FN(put_median)(char *d, B_T *buf, Py_ssize_t n, int nan)
 }
 
 /* Outputs [a, b) of the last axis: gather each window (columns at its real taps), select. */
-static void FN(line_direct)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
+static void FN(line_gather)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
                             Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, B_T *restrict buf)
 {
     for (Py_ssize_t o = a; o < b; o++) {
@@ -155,6 +155,74 @@ static void FN(line_direct)(const axis_t *A, const char *sp, char *dp, const ptr
         }
         FN(put_median)(dp + o * A->d_sn, buf, n, nan);
     }
+}
+
+/* Whether a line's windows are 3x3 (three columns, k = 3, stride 1, dilation 1) on a line
+ * laid out contiguously in source and destination: line_net9 covers their inside. */
+static inline int FN(net9_ok)(const axis_t *A, Py_ssize_t ncol)
+{
+    return !IN_F16 && ncol == 3 && A->k == 3 && A->s == 1 && A->d == 1 && !A->ast &&
+           A->s_sn == (ptrdiff_t)sizeof(IN_T) && A->d_sn == (ptrdiff_t)sizeof(IN_T);
+}
+
+#if !IN_F16
+/* One compare-exchange of a sorting network: a <= b after it. */
+#define PC_CX(a, b) do { const B_T lo_ = b < a ? b : a; b = b < a ? a : b; a = lo_; } while (0)
+
+/* Outputs [a, b) of 3x3 windows wholly inside the input (three columns, k = 3, stride 1,
+ * dilation 1, along a line contiguous in source and destination): the median of 9 by Paeth's
+ * network of 19 compare-exchanges (only picks values: the result is one of them, bit for
+ * bit), branch-free, so that the compiler runs it on SIMD vectors of neighbouring outputs
+ * where quickselect takes each window alone. A NaN among the nine gives NaN. */
+static void FN(line_net9)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
+                          Py_ssize_t a, Py_ssize_t b)
+{
+    const IN_T *r0 = (const IN_T *)(sp + col[0]), *r1 = (const IN_T *)(sp + col[1]),
+               *r2 = (const IN_T *)(sp + col[2]);
+    IN_T *restrict out = (IN_T *)dp;
+    for (Py_ssize_t o = a; o < b; o++) {
+        const Py_ssize_t t = o - A->p; /* >= 0: the window is inside */
+        B_T p0 = r0[t], p1 = r0[t + 1], p2 = r0[t + 2], p3 = r1[t], p4 = r1[t + 1],
+            p5 = r1[t + 2], p6 = r2[t], p7 = r2[t + 1], p8 = r2[t + 2];
+#if !B_INT
+        const int nan = (p0 != p0) | (p1 != p1) | (p2 != p2) | (p3 != p3) | (p4 != p4) |
+                        (p5 != p5) | (p6 != p6) | (p7 != p7) | (p8 != p8);
+#endif
+        PC_CX(p1, p2); PC_CX(p4, p5); PC_CX(p7, p8);
+        PC_CX(p0, p1); PC_CX(p3, p4); PC_CX(p6, p7);
+        PC_CX(p1, p2); PC_CX(p4, p5); PC_CX(p7, p8);
+        PC_CX(p0, p3); PC_CX(p5, p8); PC_CX(p4, p7);
+        PC_CX(p3, p6); PC_CX(p1, p4); PC_CX(p2, p5);
+        PC_CX(p4, p7); PC_CX(p4, p2); PC_CX(p6, p4);
+        PC_CX(p4, p2);
+#if B_INT
+        out[o] = (IN_T)p4;
+#else
+        out[o] = nan ? (IN_T)NAN : (IN_T)p4;
+#endif
+    }
+}
+#undef PC_CX
+#endif
+
+/* Outputs [a, b) of the last axis, by the network for the 3x3 windows it covers (those wholly
+ * inside a line laid out contiguously), by gathering for the rest. */
+static void FN(line_direct)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
+                            Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, B_T *restrict buf)
+{
+#if !IN_F16
+    if (FN(net9_ok)(A, ncol)) {
+        Py_ssize_t ia = A->p > a ? A->p : a, ib = A->n - 2 + A->p; /* t = o - p in [0, n - 3] */
+        if (ib > b) ib = b;
+        if (ia < ib) {
+            FN(line_gather)(A, sp, dp, col, ncol, a, ia, buf);
+            FN(line_net9)(A, sp, dp, col, ia, ib);
+            FN(line_gather)(A, sp, dp, col, ncol, ib, b, buf);
+            return;
+        }
+    }
+#endif
+    FN(line_gather)(A, sp, dp, col, ncol, a, b, buf);
 }
 
 #if MED_HIST == 8
@@ -312,7 +380,7 @@ static void FN(walk)(const job_t *J, tbuf_t *T, int i, const char *sp, char *dp,
     if (i == J->m - 1 || i == PC_MAXL - 1) { /* (the same: m <= PC_MAXL; tells the compiler) */
         for (Py_ssize_t g = 0; g < A->G; g++) {
 #if MED_HIST
-            if (A->seg[0][2] == ST_HIST && ncol > 0) {
+            if (A->seg[0][2] == ST_HIST && ncol > 0 && !FN(net9_ok)(A, ncol)) {
                 FN(line_hist)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, a, b,
                               T->med_hist);
                 continue;

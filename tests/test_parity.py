@@ -598,6 +598,23 @@ def test_median_extremes_and_even_counts(dtype):
     check(x, "median", kernel=(9, 3, 2), stride=1, padding=(4, 1, 1), axes=(0, 1, 2))
 
 
+@pytest.mark.parametrize("dtype", [*INTS, *FLOATS])
+def test_median_3x3_network(dtype):
+    """3x3 stride-1 windows inside a contiguous line take a sorting network (vectorised):
+    edges, padding, ceil_mode, a 3-D window of 9 taps, NaN and extremes; a strided view and
+    HWC channels take the general paths."""
+    rng = np.random.default_rng(zlib.crc32(dtype.encode()) + 9)
+    x = _median_values(dtype, rng, (23, 70))
+    for p, ceil in ((0, False), (1, False), (1, True)):
+        check(x, "median", kernel=3, stride=1, padding=p, ceil_mode=ceil)
+    check(_median_values(dtype, rng, (2, 3, 17, 40)), "median", kernel=3, stride=1, padding=1)
+    check(_median_values(dtype, rng, (5, 6, 33)), "median", kernel=(3, 1, 3), stride=1,
+          axes=(0, 1, 2))
+    check(x[:, ::2], "median", kernel=3, stride=1, padding=1)
+    check(_median_values(dtype, rng, (12, 19, 3)), "median", kernel=3, stride=1, padding=1,
+          axes=(0, 1))
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "int8"])
 def test_median_sliding_histogram(dtype):
     """8-bit windows that overlap along the last axis slide a histogram: every stride below
