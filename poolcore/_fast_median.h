@@ -230,10 +230,13 @@ static void FN(line_direct)(const axis_t *A, const char *sp, char *dp, const ptr
 #define PC_BIN(v) ((unsigned)(uint8_t)(v) ^ (B_SIGNED ? 0x80u : 0u))
 #define PC_VAL(h) ((B_T)(uint8_t)((h) ^ (B_SIGNED ? 0x80u : 0u)))
 
-/* Add (dir 1) or remove (dir -1) the column at position t; `lt` counts values below bin m. */
+/* Add (dir 1) or remove (dir -1) the column at position t; `lt` counts values below bin m
+ * (`ltb`: the 16-bit histogram's second level, none here). */
 PC_FORCE_INLINE void FN(hist_col)(uint32_t *restrict h, const char *q, const ptrdiff_t *col,
-                                  Py_ssize_t ncol, int dir, unsigned m, Py_ssize_t *lt)
+                                  Py_ssize_t ncol, int dir, unsigned m, Py_ssize_t *lt,
+                                  Py_ssize_t *ltb)
 {
+    (void)ltb;
     Py_ssize_t below = 0;
     for (Py_ssize_t c = 0; c < ncol; c++) {
         const unsigned v = PC_BIN(LOADX(q + col[c]));
@@ -243,50 +246,7 @@ PC_FORCE_INLINE void FN(hist_col)(uint32_t *restrict h, const char *q, const ptr
     *lt += dir * below;
 }
 
-/* Outputs [a, b) of the last axis (dilation 1), sliding: window o holds the real positions
- * [pa, pb); both ends only grow with o (adaptive windows too), so going to the next window
- * removes the positions that left and adds those that entered, then walks the median bin m
- * (lt values lie below it) to the rank wanted. */
-static void FN(line_hist)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
-                          Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, uint32_t *restrict h)
-{
-    memset(h, 0, 256 * sizeof *h);
-    Py_ssize_t pa = 0, pb = 0, lt = 0;
-    unsigned m = 0;
-    for (Py_ssize_t o = a; o < b; o++) {
-        Py_ssize_t lo, hi;
-        const Py_ssize_t t0 = med_taps(A, o, &lo, &hi);
-        const Py_ssize_t na = t0 + lo, nb = t0 + hi;
-        if (o == a) pa = pb = na;
-        for (Py_ssize_t t = pa; t < na && t < pb; t++)
-            FN(hist_col)(h, sp + t * A->s_sn, col, ncol, -1, m, &lt);
-        for (Py_ssize_t t = pb > na ? pb : na; t < nb; t++)
-            FN(hist_col)(h, sp + t * A->s_sn, col, ncol, 1, m, &lt);
-        pa = na, pb = nb;
-        const Py_ssize_t cnt = (nb - na) * ncol;
-        char *d = dp + o * A->d_sn;
-        if (cnt == 0) {
-            FN(put_empty)(d);
-            continue;
-        }
-        const Py_ssize_t r = (cnt - 1) / 2; /* the lower middle rank */
-        while (lt > r) lt -= h[--m];
-        while (lt + (Py_ssize_t)h[m] <= r) lt += h[m++];
-        if (cnt % 2) {
-            FN(put)(d, PC_VAL(m));
-            continue;
-        }
-        unsigned m2 = m; /* rank r + 1: this bin, or the next one that holds a value */
-        if (lt + (Py_ssize_t)h[m] <= r + 1)
-            for (m2 = m + 1; !h[m2]; m2++) {}
-        FN(put_mean)(d, PC_VAL(m), PC_VAL(m2));
-    }
-}
-#undef PC_BIN
-#undef PC_VAL
-#endif
-
-#if MED_HIST == 16
+#elif MED_HIST == 16
 /* an order-preserving map of the 16-bit values to bins 0..65535, and back */
 #define PC_BIN(v) ((unsigned)(uint16_t)(v) ^ (B_SIGNED ? 0x8000u : 0u))
 #define PC_VAL(h) ((B_T)(uint16_t)((h) ^ (B_SIGNED ? 0x8000u : 0u)))
@@ -310,7 +270,60 @@ PC_FORCE_INLINE void FN(hist_col)(uint32_t *restrict h, const char *q, const ptr
     *lt += dir * below;
     *ltb += dir * belowb;
 }
+#endif
 
+#if MED_HIST
+/* Move a line's window to output o: window o holds the real positions [na, nb), and both
+ * ends only grow with o (adaptive windows too), so the positions of [pa, pb) that left are
+ * removed and those that entered added. Returns the window's taps. */
+PC_FORCE_INLINE Py_ssize_t FN(slide)(const axis_t *A, const char *sp, const ptrdiff_t *col,
+                                     Py_ssize_t ncol, Py_ssize_t o, Py_ssize_t a,
+                                     Py_ssize_t *pa, Py_ssize_t *pb, uint32_t *restrict h,
+                                     unsigned m, Py_ssize_t *lt, Py_ssize_t *ltb)
+{
+    Py_ssize_t lo, hi;
+    const Py_ssize_t t0 = med_taps(A, o, &lo, &hi);
+    const Py_ssize_t na = t0 + lo, nb = t0 + hi;
+    if (o == a) *pa = *pb = na;
+    for (Py_ssize_t t = *pa; t < na && t < *pb; t++)
+        FN(hist_col)(h, sp + t * A->s_sn, col, ncol, -1, m, lt, ltb);
+    for (Py_ssize_t t = *pb > na ? *pb : na; t < nb; t++)
+        FN(hist_col)(h, sp + t * A->s_sn, col, ncol, 1, m, lt, ltb);
+    *pa = na, *pb = nb;
+    return (nb - na) * ncol;
+}
+#endif
+
+#if MED_HIST == 8
+/* Outputs [a, b) of the last axis (dilation 1): slide the window to each output, then walk
+ * the median bin m (lt values lie below it) to the rank wanted. */
+static void FN(line_hist)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
+                          Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, uint32_t *restrict h)
+{
+    memset(h, 0, 256 * sizeof *h);
+    Py_ssize_t pa = 0, pb = 0, lt = 0, ltb = 0;
+    unsigned m = 0;
+    for (Py_ssize_t o = a; o < b; o++) {
+        const Py_ssize_t cnt = FN(slide)(A, sp, col, ncol, o, a, &pa, &pb, h, m, &lt, &ltb);
+        char *d = dp + o * A->d_sn;
+        if (cnt == 0) {
+            FN(put_empty)(d);
+            continue;
+        }
+        const Py_ssize_t r = (cnt - 1) / 2; /* the lower middle rank */
+        while (lt > r) lt -= h[--m];
+        while (lt + (Py_ssize_t)h[m] <= r) lt += h[m++];
+        if (cnt % 2) {
+            FN(put)(d, PC_VAL(m));
+            continue;
+        }
+        unsigned m2 = m; /* rank r + 1: this bin, or the next one that holds a value */
+        if (lt + (Py_ssize_t)h[m] <= r + 1)
+            for (m2 = m + 1; !h[m2]; m2++) {}
+        FN(put_mean)(d, PC_VAL(m), PC_VAL(m2));
+    }
+}
+#elif MED_HIST == 16
 /* line_hist for 16-bit values, on two levels. The histogram is zero on entry and left
  * zero (the line removes the columns it still holds: k columns, not a 256 KB memset a line);
  * init_bufs zeroes it once. The median bin m walks as in Huang's, but when the rank wanted
@@ -324,16 +337,7 @@ static void FN(line_hist)(const axis_t *A, const char *sp, char *dp, const ptrdi
     Py_ssize_t pa = 0, pb = 0, lt = 0, ltb = 0;
     unsigned m = 0;
     for (Py_ssize_t o = a; o < b; o++) {
-        Py_ssize_t lo, hi;
-        const Py_ssize_t t0 = med_taps(A, o, &lo, &hi);
-        const Py_ssize_t na = t0 + lo, nb = t0 + hi;
-        if (o == a) pa = pb = na;
-        for (Py_ssize_t t = pa; t < na && t < pb; t++)
-            FN(hist_col)(h, sp + t * A->s_sn, col, ncol, -1, m, &lt, &ltb);
-        for (Py_ssize_t t = pb > na ? pb : na; t < nb; t++)
-            FN(hist_col)(h, sp + t * A->s_sn, col, ncol, 1, m, &lt, &ltb);
-        pa = na, pb = nb;
-        const Py_ssize_t cnt = (nb - na) * ncol;
+        const Py_ssize_t cnt = FN(slide)(A, sp, col, ncol, o, a, &pa, &pb, h, m, &lt, &ltb);
         char *d = dp + o * A->d_sn;
         if (cnt == 0) {
             FN(put_empty)(d);
@@ -365,8 +369,12 @@ static void FN(line_hist)(const axis_t *A, const char *sp, char *dp, const ptrdi
     for (Py_ssize_t t = pa; t < pb; t++) /* leave the histogram zero for the next line */
         FN(hist_col)(h, sp + t * A->s_sn, col, ncol, -1, m, &lt, &ltb);
 }
+#endif
+#if MED_HIST
 #undef PC_BIN
 #undef PC_VAL
+#endif
+#ifdef PC_FINE
 #undef PC_FINE
 #endif
 
