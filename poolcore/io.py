@@ -208,7 +208,7 @@ def read(
         The format is recognised from the content, not the extension.
     layout : str, optional
         For ``.npy``: one of ``LAYOUTS``; its d, h, w axes are pooled. Default: the last
-        two axes. For images only ``"dhw"`` counts: the pages (of a TIFF stack, an animation)
+        two axes. For images only ``"dhw"`` counts, and only for a multi-page TIFF: its pages
         become one (D, H, W[, C]) volume pooled over its first three axes, written back as
         pages; otherwise an image is (H, W) or (H, W, C), each frame pooled on its own.
     max_pixels : int, optional
@@ -823,7 +823,7 @@ def write(
     if not os.path.isdir(directory):
         raise WriteError(path, f"directory {directory} does not exist")
     with atomic_file(path, overwrite=overwrite) as f:
-        encode(item, f, format=fmt, quality=quality, name=path)
+        _encode(item, f, fmt, quality)  # check_format above checked it
     return path
 
 
@@ -850,11 +850,16 @@ def encode(
     name: str | None = None,
 ) -> None:
     """Encode ``item`` into the open binary file ``fp`` (default format: the input's)."""
-    label = name or "<stream>"
+    fmt = normalize_format(format) if format is not None else _target_format(item, None, None)
+    _check_writable(item, fmt, name or "<stream>")
+    _encode(item, fp, fmt, quality)
+
+
+def _encode(item: Item, fp: BinaryIO, fmt: str, quality: int | None) -> None:
+    """:func:`encode` once ``fmt`` is known to hold ``item`` (:func:`write` checked it before
+    creating its temporary file)."""
     if quality is not None and (isinstance(quality, bool) or not 1 <= int(quality) <= 100):
         raise ValueError(f"`quality` must be an integer from 1 to 100, got {quality!r}")
-    fmt = normalize_format(format) if format is not None else _target_format(item, None, None)
-    _check_writable(item, fmt, label)
     if fmt == "NPY":
         frames = item.all_frames  # a volume is one array
         arr = frames[0] if len(frames) == 1 else np.stack(frames)
