@@ -484,3 +484,105 @@ def test_small_batches_run_here_unless_workers_are_asked_for(photos, tmp_path, m
     monkeypatch.setattr(batch, "SMALL_BATCH_BYTES", 1)
     list(batch.run([photos], AVG2, BatchOptions(output=tmp_path / "c", recursive=True)))
     assert pools == [3, 4]
+
+
+
+# ---- reading ahead: one process, the next file decoded while this one is pooled and written
+
+
+def _trace_steps(monkeypatch, spare: int, wait: float = 5.0, sizes=(0, 1 << 20)):
+    """Run with ``spare`` reader threads, reading ahead after files that decoded to
+    ``sizes`` bytes, and log when each file's read starts and its write ends. Each write
+    first waits (up to ``wait`` s) for the next file's read to start, so that a read ahead
+    shows as ("read", i + 1) before ("written", i) on any machine."""
+    import threading
+
+    monkeypatch.setattr(batch, "_spare_threads", lambda: spare)
+    monkeypatch.setattr(batch, "READ_AHEAD_BYTES", sizes)
+    log, started = [], {}
+    read, pool_and_write = batch._read, batch._pool_and_write
+
+    def event(i):
+        return started.setdefault(i, threading.Event())
+
+    def traced_read(task, options):
+        log.append(("read", task.index))
+        event(task.index).set()
+        return read(task, options)
+
+    def traced_write(rd, task, pipeline, options):
+        if task.index < 4:  # the last of _five_files has no next
+            event(task.index + 1).wait(wait if spare else 0)
+        rec = pool_and_write(rd, task, pipeline, options)
+        log.append(("written", task.index))
+        return rec
+
+    monkeypatch.setattr(batch, "_read", traced_read)
+    monkeypatch.setattr(batch, "_pool_and_write", traced_write)
+    return log
+
+
+def _five_files(tmp_path):
+    src = tmp_path / "src"
+    for i in range(5):
+        image(src / f"i{i}.png", size=(20, 20), seed=i)
+    (src / "i2.png").write_bytes(b"not a png")  # a failed read in the middle
+    return src
+
+
+def test_one_process_reads_the_next_file_while_writing_this_one(tmp_path, monkeypatch):
+    src = _five_files(tmp_path)
+    log = _trace_steps(monkeypatch, spare=1)
+    ahead = list(batch.run([src], AVG2, BatchOptions(output=tmp_path / "a", recursive=True,
+                                                     workers=1)))
+    for i in range(4):
+        assert log.index(("read", i + 1)) < log.index(("written", i)), log
+    assert [r.status for r in ahead] == ["ok", "ok", "failed", "ok", "ok"]
+    assert ahead[2].error.startswith("not a recognised image")
+
+    # the same records and the same bytes as one file after the other
+    monkeypatch.undo()
+    log = _trace_steps(monkeypatch, spare=0)
+    plain = list(batch.run([src], AVG2, BatchOptions(output=tmp_path / "p", recursive=True,
+                                                     workers=1)))
+    assert log == [(step, i) for i in range(5) for step in ("read", "written")]
+    assert [(r.status, r.error, r.in_shape, r.out_shape) for r in plain] == [
+        (r.status, r.error, r.in_shape, r.out_shape) for r in ahead]
+    assert tree(tmp_path / "p") == tree(tmp_path / "a")
+
+
+@pytest.mark.parametrize("sizes, ahead_after", [
+    ((0, 20 * 20 * 3 - 1), [2]),  # every image is too large: only after the failed read
+    ((20 * 20 * 3 + 1, 1 << 20), []),  # every image (and a failed read) is too small
+])
+def test_read_ahead_only_after_a_file_of_the_right_size(tmp_path, monkeypatch, sizes,
+                                                        ahead_after):
+    src = _five_files(tmp_path)
+    log = _trace_steps(monkeypatch, spare=1, wait=0.2, sizes=sizes)
+    list(batch.run([src], AVG2, BatchOptions(output=tmp_path / "o", recursive=True,
+                                             workers=1)))
+    for i in range(4):
+        ahead = log.index(("read", i + 1)) < log.index(("written", i))
+        assert ahead == (i in ahead_after), log
+
+
+@pytest.mark.parametrize("spare", [0, 1])
+def test_a_file_read_ahead_is_not_written_after_a_stop_or_a_failure(tmp_path, monkeypatch,
+                                                                    spare):
+    src = _five_files(tmp_path)
+    log = _trace_steps(monkeypatch, spare)
+    records = []
+    for rec in batch.run([src], AVG2, BatchOptions(output=tmp_path / "o", recursive=True,
+                                                   workers=1),
+                         stop=lambda: len(records) > 0):
+        records.append(rec)
+    assert [r.status for r in records] == ["ok"] + ["skipped"] * 4
+    assert sorted(tree(tmp_path / "o")) == ["i0.png"]
+    assert [step for step in log if step[0] == "written"] == [("written", 0)]
+    assert ("read", 1) in log if spare else ("read", 1) not in log
+
+    got = run_all([src], AVG2, output=tmp_path / "f", recursive=True, workers=1,
+                  fail_fast=True)
+    assert [got[f"i{i}.png"].status for i in range(5)] == ["ok", "ok", "failed", "skipped",
+                                                          "skipped"]
+    assert sorted(tree(tmp_path / "f")) == ["i0.png", "i1.png"]
