@@ -174,6 +174,16 @@ class Window:
         return lo, max(lo, hi)
 
 
+def _as_given(value) -> str:
+    """A window parameter as the caller wrote it: 0 as 0, (2, 0) or [2, 0] as (2, 0)."""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    try:
+        return str(tuple(int(v) for v in value))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def make_windows(
     shape: Sequence[int],
     axes: Sequence[int],
@@ -189,20 +199,24 @@ def make_windows(
     s = k if stride is None else as_tuple("stride", stride, nd)
     p = as_tuple("padding", padding, nd)
     d = as_tuple("dilation", dilation, nd)
+    # messages quote the value as given (`-k 0` says "got 0"), not its per-axis tuple
+    given = {"kernel": kernel, "stride": kernel if stride is None else stride,
+             "padding": padding, "dilation": dilation}
     for name, values in (("kernel", k), ("stride", s), ("dilation", d)):
         if any(v < 1 for v in values):
-            raise ValueError(f"`{name}` must be >= 1 on every pooled axis, got {values}")
+            raise ValueError(f"`{name}` must be >= 1 on every pooled axis, got "
+                             f"{_as_given(given[name])}")
     if any(v < 0 for v in p):
-        raise ValueError(f"`padding` must be >= 0 on every pooled axis, got {p}")
+        raise ValueError(f"`padding` must be >= 0 on every pooled axis, got {_as_given(padding)}")
     for name, values in (("kernel", k), ("stride", s), ("padding", p), ("dilation", d)):
         if any(v > MAX_PARAMETER for v in values):
             raise ValueError(f"`{name}` must be at most 2**40 on every pooled axis (no array "
-                             f"axis is longer), got {values}")
+                             f"axis is longer), got {_as_given(given[name])}")
     half = tuple((d_ * (k_ - 1) + 1) // 2 for k_, d_ in zip(k, d))
     if any(p_ > h for p_, h in zip(p, half)):
         raise ValueError(
             f"`padding` must be at most half the (dilated) kernel, floor((dilation*(kernel-1)+1)/2)"
-            f" = {half}, got {p}"
+            f" = {half}, got {_as_given(padding)}"
         )
     windows = []
     for i, ax in enumerate(axes):
