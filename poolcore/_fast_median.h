@@ -158,32 +158,52 @@ static void FN(line_gather)(const axis_t *A, const char *sp, char *dp, const ptr
 }
 
 /* Whether a line's windows are 3x3 (three columns, k = 3, stride 1, dilation 1) on a line
- * laid out contiguously in source and destination: line_net9 covers their inside. */
-static inline int FN(net9_ok)(const axis_t *A, Py_ssize_t ncol)
+ * whose positions lie `step` values apart in source and destination: line_net9 covers their
+ * inside. step 1: one contiguous line; step G: the G lines of an interleaved group (an HWC
+ * image's channels), which line_net9 then takes as one flat run. */
+static inline int FN(net9_ok)(const axis_t *A, Py_ssize_t ncol, Py_ssize_t step)
 {
+    const ptrdiff_t one = (ptrdiff_t)sizeof(IN_T);
     return !IN_F16 && ncol == 3 && A->k == 3 && A->s == 1 && A->d == 1 && !A->ast &&
-           A->s_sn == (ptrdiff_t)sizeof(IN_T) && A->d_sn == (ptrdiff_t)sizeof(IN_T);
+           A->s_sn == step * one && A->d_sn == step * one &&
+           (step == 1 || (A->G == step && A->s_sG == one && A->d_sG == one));
 }
+
+#ifndef PC_MED_INSIDE
+#define PC_MED_INSIDE /* one definition for all the instances that include this file */
+/* The outputs [*ia, *ib) of [a, b) whose 3x3 windows lie inside the line; 0 if none. */
+static inline int med_inside(const axis_t *A, Py_ssize_t a, Py_ssize_t b, Py_ssize_t *ia,
+                             Py_ssize_t *ib)
+{
+    *ia = A->p > a ? A->p : a;
+    *ib = A->n - 2 + A->p < b ? A->n - 2 + A->p : b; /* t = o - p in [0, n - 3] */
+    return *ia < *ib;
+}
+#endif
 
 #if !IN_F16
 /* One compare-exchange of a sorting network: a <= b after it. */
 #define PC_CX(a, b) do { const B_T lo_ = b < a ? b : a; b = b < a ? a : b; a = lo_; } while (0)
 
 /* Outputs [a, b) of 3x3 windows wholly inside the input (three columns, k = 3, stride 1,
- * dilation 1, along a line contiguous in source and destination): the median of 9 by Paeth's
- * network of 19 compare-exchanges (only picks values: the result is one of them, bit for
- * bit), branch-free, so that the compiler runs it on SIMD vectors of neighbouring outputs
- * where quickselect takes each window alone. A NaN among the nine gives NaN. */
+ * dilation 1; see net9_ok), a and b counted in values of the flat run (output position
+ * times `step`, plus the line in the group): the median of 9 by Paeth's network of 19
+ * compare-exchanges (only picks values: the result is one of them, bit for bit),
+ * branch-free, so that the compiler runs it on SIMD vectors of neighbouring outputs where
+ * quickselect takes each window alone. A NaN among the nine gives NaN. */
 static void FN(line_net9)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
-                          Py_ssize_t a, Py_ssize_t b)
+                          Py_ssize_t step, Py_ssize_t a, Py_ssize_t b)
 {
     const IN_T *r0 = (const IN_T *)(sp + col[0]), *r1 = (const IN_T *)(sp + col[1]),
                *r2 = (const IN_T *)(sp + col[2]);
     IN_T *restrict out = (IN_T *)dp;
+    /* read before the loop: a store through a uint8_t pointer may alias *A, which would
+     * keep the loop from being vectorised */
+    const Py_ssize_t s1 = step, s2 = 2 * step, off = A->p * step;
     for (Py_ssize_t o = a; o < b; o++) {
-        const Py_ssize_t t = o - A->p; /* >= 0: the window is inside */
-        B_T p0 = r0[t], p1 = r0[t + 1], p2 = r0[t + 2], p3 = r1[t], p4 = r1[t + 1],
-            p5 = r1[t + 2], p6 = r2[t], p7 = r2[t + 1], p8 = r2[t + 2];
+        const Py_ssize_t t = o - off; /* >= 0: the window is inside */
+        B_T p0 = r0[t], p1 = r0[t + s1], p2 = r0[t + s2], p3 = r1[t], p4 = r1[t + s1],
+            p5 = r1[t + s2], p6 = r2[t], p7 = r2[t + s1], p8 = r2[t + s2];
 #if !B_INT
         const int nan = (p0 != p0) | (p1 != p1) | (p2 != p2) | (p3 != p3) | (p4 != p4) |
                         (p5 != p5) | (p6 != p6) | (p7 != p7) | (p8 != p8);
@@ -211,15 +231,12 @@ static void FN(line_direct)(const axis_t *A, const char *sp, char *dp, const ptr
                             Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, B_T *restrict buf)
 {
 #if !IN_F16
-    if (FN(net9_ok)(A, ncol)) {
-        Py_ssize_t ia = A->p > a ? A->p : a, ib = A->n - 2 + A->p; /* t = o - p in [0, n - 3] */
-        if (ib > b) ib = b;
-        if (ia < ib) {
-            FN(line_gather)(A, sp, dp, col, ncol, a, ia, buf);
-            FN(line_net9)(A, sp, dp, col, ia, ib);
-            FN(line_gather)(A, sp, dp, col, ncol, ib, b, buf);
-            return;
-        }
+    Py_ssize_t ia, ib;
+    if (FN(net9_ok)(A, ncol, 1) && med_inside(A, a, b, &ia, &ib)) {
+        FN(line_gather)(A, sp, dp, col, ncol, a, ia, buf);
+        FN(line_net9)(A, sp, dp, col, 1, ia, ib);
+        FN(line_gather)(A, sp, dp, col, ncol, ib, b, buf);
+        return;
     }
 #endif
     FN(line_gather)(A, sp, dp, col, ncol, a, b, buf);
@@ -386,9 +403,23 @@ static void FN(walk)(const job_t *J, tbuf_t *T, int i, const char *sp, char *dp,
 {
     const axis_t *A = &J->ax[i];
     if (i == J->m - 1 || i == PC_MAXL - 1) { /* (the same: m <= PC_MAXL; tells the compiler) */
+#if !IN_F16
+        Py_ssize_t ia, ib;
+        if (A->G > 1 && FN(net9_ok)(A, ncol, A->G) && med_inside(A, a, b, &ia, &ib)) {
+            /* interleaved lines (an HWC image's channels): their insides as one flat run */
+            for (Py_ssize_t g = 0; g < A->G; g++) {
+                FN(line_gather)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, a, ia,
+                                (B_T *)T->med_buf);
+                FN(line_gather)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, ib, b,
+                                (B_T *)T->med_buf);
+            }
+            FN(line_net9)(A, sp, dp, col, A->G, ia * A->G, ib * A->G);
+            return;
+        }
+#endif
         for (Py_ssize_t g = 0; g < A->G; g++) {
 #if MED_HIST
-            if (A->seg[0][2] == ST_HIST && ncol > 0 && !FN(net9_ok)(A, ncol)) {
+            if (A->seg[0][2] == ST_HIST && ncol > 0 && !FN(net9_ok)(A, ncol, 1)) {
                 FN(line_hist)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, a, b,
                               T->med_hist);
                 continue;
