@@ -117,8 +117,54 @@ def instances() -> list[tuple[str, str]]:
     return out
 
 
+def median_network(n: int) -> list[tuple[int, int, bool, bool]]:
+    """A comparator network that leaves the median of n values (n odd) on wire n // 2, as
+    (i, j, min kept, max kept): after it, wire i holds min(i, j) and wire j max(i, j).
+    Batcher's odd-even merge sort for the next power of two, without the comparators that
+    touch wires >= n (those would hold +inf: the comparator changes nothing), pruned from the
+    end to the comparators whose outputs still reach the middle wire; a side no later
+    comparator reads is not computed. tests/test_fast_build.py checks the result on every
+    0/1 input (the 0-1 principle: then it is right for every input)."""
+    net: list[tuple[int, int]] = []
+
+    def merge(lo: int, size: int, r: int) -> None:
+        step = r * 2
+        if step < size:
+            merge(lo, size, step)
+            merge(lo + r, size, step)
+            net.extend((i, i + r) for i in range(lo + r, lo + size - r, step))
+        else:
+            net.append((lo, lo + r))
+
+    def sort(lo: int, size: int) -> None:
+        if size > 1:
+            sort(lo, size // 2)
+            sort(lo + size // 2, size // 2)
+            merge(lo, size, 1)
+
+    sort(0, 1 << (n - 1).bit_length())
+    needed, kept = {n // 2}, []
+    for i, j in reversed([(i, j) for i, j in net if j < n]):
+        if i in needed or j in needed:
+            kept.append((i, j, i in needed, j in needed))
+            needed |= {i, j}
+    return kept[::-1]
+
+
+def _network_macro(n: int) -> str:
+    """``PC_NET<n>(CX, LO, HI)``: the network as calls of CX (both sides), LO (the min
+    alone) and HI (the max alone) on wire numbers."""
+    calls = [f"{'CX' if lo and hi else 'LO' if lo else 'HI'}({i}, {j})"
+             for i, j, lo, hi in median_network(n)]
+    lines = [" ".join(calls[c:c + 8]) for c in range(0, len(calls), 8)]
+    body = " \\\n    ".join(lines)
+    return (f"/* The median of {n} values ends on wire {n // 2} (_fast_gen.median_network): "
+            f"{len(calls)} comparators. */\n#define PC_NET{n}(CX, LO, HI) \\\n    {body}\n")
+
+
 def render() -> str:
-    return HEADER + "\n" + "\n".join(block for _, block in instances())
+    return (HEADER + "\n" + _network_macro(25) + "\n"
+            + "\n".join(block for _, block in instances()))
 
 
 def main() -> None:

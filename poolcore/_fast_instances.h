@@ -2,6 +2,24 @@
  * One #include of the template _fast_engine.h per (op, dtype), for the ISA _fast.c defines.
  * PC_FULL: every instance (baseline ISA); otherwise only the AVX2 dtypes. */
 
+/* The median of 25 values ends on wire 12 (_fast_gen.median_network): 113 comparators. */
+#define PC_NET25(CX, LO, HI) \
+    CX(0, 1) CX(2, 3) CX(0, 2) CX(1, 3) CX(1, 2) CX(4, 5) CX(6, 7) CX(4, 6) \
+    CX(5, 7) CX(5, 6) CX(0, 4) CX(2, 6) CX(2, 4) CX(1, 5) CX(3, 7) CX(3, 5) \
+    CX(1, 2) CX(3, 4) CX(5, 6) CX(8, 9) CX(10, 11) CX(8, 10) CX(9, 11) CX(9, 10) \
+    CX(12, 13) CX(14, 15) CX(12, 14) CX(13, 15) CX(13, 14) CX(8, 12) CX(10, 14) CX(10, 12) \
+    CX(9, 13) CX(11, 15) CX(11, 13) CX(9, 10) CX(11, 12) CX(13, 14) CX(0, 8) CX(4, 12) \
+    CX(4, 8) CX(2, 10) CX(6, 14) CX(6, 10) CX(2, 4) CX(6, 8) CX(10, 12) CX(1, 9) \
+    CX(5, 13) CX(5, 9) CX(3, 11) LO(7, 15) CX(7, 11) CX(3, 5) CX(7, 9) CX(11, 13) \
+    CX(1, 2) CX(3, 4) CX(5, 6) CX(7, 8) CX(9, 10) CX(11, 12) LO(13, 14) CX(16, 17) \
+    CX(18, 19) CX(16, 18) CX(17, 19) CX(17, 18) CX(20, 21) CX(22, 23) CX(20, 22) CX(21, 23) \
+    CX(21, 22) CX(16, 20) CX(18, 22) CX(18, 20) CX(17, 21) CX(19, 23) CX(19, 21) CX(17, 18) \
+    CX(19, 20) CX(21, 22) CX(16, 24) CX(20, 24) CX(18, 20) CX(22, 24) CX(19, 21) CX(17, 18) \
+    CX(19, 20) CX(21, 22) CX(23, 24) HI(0, 16) LO(8, 24) HI(8, 16) HI(4, 20) LO(12, 20) \
+    LO(12, 16) HI(2, 18) LO(10, 18) LO(6, 22) HI(6, 10) HI(10, 12) HI(1, 17) HI(9, 17) \
+    HI(5, 21) LO(13, 21) LO(13, 17) HI(3, 19) LO(11, 19) LO(7, 23) HI(7, 11) LO(11, 13) \
+    HI(11, 12)
+
 #if PC_FULL
 #define SUF max_b
 #define IN_T uint8_t

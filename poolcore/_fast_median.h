@@ -157,84 +157,129 @@ static void FN(line_gather)(const axis_t *A, const char *sp, char *dp, const ptr
     }
 }
 
-/* Whether a line's windows are 3x3 (three columns, k = 3, stride 1, dilation 1) on a line
- * whose positions lie `step` values apart in source and destination: line_net9 covers their
- * inside. step 1: one contiguous line; step G: the G lines of an interleaved group (an HWC
- * image's channels), which line_net9 then takes as one flat run. */
-static inline int FN(net9_ok)(const axis_t *A, Py_ssize_t ncol, Py_ssize_t step)
+/* The size k of a line's windows that a network covers, 0 if none: 3x3 or 5x5 windows (k
+ * columns, k taps along the line, stride 1, dilation 1) on a line whose positions lie `step`
+ * values apart in source and destination. step 1: one contiguous line; step G: the G lines
+ * of an interleaved group (an HWC image's channels), which line_net then takes as one flat
+ * run. */
+static inline Py_ssize_t FN(net_k)(const axis_t *A, Py_ssize_t ncol, Py_ssize_t step)
 {
     const ptrdiff_t one = (ptrdiff_t)sizeof(IN_T);
-    return !IN_F16 && ncol == 3 && A->k == 3 && A->s == 1 && A->d == 1 && !A->ast &&
-           A->s_sn == step * one && A->d_sn == step * one &&
-           (step == 1 || (A->G == step && A->s_sG == one && A->d_sG == one));
+    const int ok = !IN_F16 && (A->k == 3 || A->k == 5) && ncol == A->k && A->s == 1 &&
+                   A->d == 1 && !A->ast && A->s_sn == step * one && A->d_sn == step * one &&
+                   (step == 1 || (A->G == step && A->s_sG == one && A->d_sG == one));
+    return ok ? A->k : 0;
 }
 
 #ifndef PC_MED_INSIDE
 #define PC_MED_INSIDE /* one definition for all the instances that include this file */
-/* The outputs [*ia, *ib) of [a, b) whose 3x3 windows lie inside the line; 0 if none. */
+/* The outputs [*ia, *ib) of [a, b) whose windows (k taps) lie inside the line; 0 if none. */
 static inline int med_inside(const axis_t *A, Py_ssize_t a, Py_ssize_t b, Py_ssize_t *ia,
                              Py_ssize_t *ib)
 {
+    const Py_ssize_t last = A->n - A->k + 1 + A->p; /* t = o - p in [0, n - k] */
     *ia = A->p > a ? A->p : a;
-    *ib = A->n - 2 + A->p < b ? A->n - 2 + A->p : b; /* t = o - p in [0, n - 3] */
+    *ib = last < b ? last : b;
     return *ia < *ib;
 }
 #endif
 
 #if !IN_F16
-/* One compare-exchange of a sorting network: a <= b after it. */
+/* One compare-exchange of a sorting network: a <= b after it; or only its min, or its max. */
 #define PC_CX(a, b) do { const B_T lo_ = b < a ? b : a; b = b < a ? a : b; a = lo_; } while (0)
+#define PC_LO(a, b) do { a = b < a ? b : a; } while (0)
+#define PC_HI(a, b) do { b = b < a ? a : b; } while (0)
 
-/* Outputs [a, b) of 3x3 windows wholly inside the input (three columns, k = 3, stride 1,
- * dilation 1; see net9_ok), a and b counted in values of the flat run (output position
- * times `step`, plus the line in the group): the median of 9 by Paeth's network of 19
- * compare-exchanges (only picks values: the result is one of them, bit for bit),
- * branch-free, so that the compiler runs it on SIMD vectors of neighbouring outputs where
- * quickselect takes each window alone. A NaN among the nine gives NaN. */
-static void FN(line_net9)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
-                          Py_ssize_t step, Py_ssize_t a, Py_ssize_t b)
+/* Outputs [a, b) of 3x3 or 5x5 windows wholly inside the input (see net_k), a and b counted
+ * in values of the flat run (output position times `step`, plus the line in the group): the
+ * median by a network of compare-exchanges (Paeth's 19 for 9 values, _fast_gen's 113 for
+ * 25). A network only picks values, so the result is one of them, bit for bit; it is
+ * branch-free, so the compiler runs it on SIMD vectors of neighbouring outputs where
+ * quickselect takes each window alone. A NaN among the values gives NaN. */
+static void FN(line_net)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
+                         Py_ssize_t step, Py_ssize_t a, Py_ssize_t b)
 {
     const IN_T *r0 = (const IN_T *)(sp + col[0]), *r1 = (const IN_T *)(sp + col[1]),
                *r2 = (const IN_T *)(sp + col[2]);
     IN_T *restrict out = (IN_T *)dp;
-    /* read before the loop: a store through a uint8_t pointer may alias *A, which would
-     * keep the loop from being vectorised */
-    const Py_ssize_t s1 = step, s2 = 2 * step, off = A->p * step;
-    for (Py_ssize_t o = a; o < b; o++) {
-        const Py_ssize_t t = o - off; /* >= 0: the window is inside */
-        B_T p0 = r0[t], p1 = r0[t + s1], p2 = r0[t + s2], p3 = r1[t], p4 = r1[t + s1],
-            p5 = r1[t + s2], p6 = r2[t], p7 = r2[t + s1], p8 = r2[t + s2];
+    /* read before the loops: a store through a uint8_t pointer may alias *A, which would
+     * keep them from being vectorised */
+    const Py_ssize_t s1 = step, s2 = 2 * step, s3 = 3 * step, s4 = 4 * step;
+    const Py_ssize_t off = A->p * step;
+    /* ivdep: out never overlaps the rows (the destination is a new array); without it gcc
+     * checks each load against out at run time and gives up past 10 checks (5x5) */
+    if (A->k == 3) {
+#pragma GCC ivdep
+        for (Py_ssize_t o = a; o < b; o++) {
+            const Py_ssize_t t = o - off; /* >= 0: the window is inside */
+            B_T p0 = r0[t], p1 = r0[t + s1], p2 = r0[t + s2], p3 = r1[t], p4 = r1[t + s1],
+                p5 = r1[t + s2], p6 = r2[t], p7 = r2[t + s1], p8 = r2[t + s2];
 #if !B_INT
-        const int nan = (p0 != p0) | (p1 != p1) | (p2 != p2) | (p3 != p3) | (p4 != p4) |
-                        (p5 != p5) | (p6 != p6) | (p7 != p7) | (p8 != p8);
+            const int nan = (p0 != p0) | (p1 != p1) | (p2 != p2) | (p3 != p3) | (p4 != p4) |
+                            (p5 != p5) | (p6 != p6) | (p7 != p7) | (p8 != p8);
 #endif
-        PC_CX(p1, p2); PC_CX(p4, p5); PC_CX(p7, p8);
-        PC_CX(p0, p1); PC_CX(p3, p4); PC_CX(p6, p7);
-        PC_CX(p1, p2); PC_CX(p4, p5); PC_CX(p7, p8);
-        PC_CX(p0, p3); PC_CX(p5, p8); PC_CX(p4, p7);
-        PC_CX(p3, p6); PC_CX(p1, p4); PC_CX(p2, p5);
-        PC_CX(p4, p7); PC_CX(p4, p2); PC_CX(p6, p4);
-        PC_CX(p4, p2);
+            PC_CX(p1, p2); PC_CX(p4, p5); PC_CX(p7, p8);
+            PC_CX(p0, p1); PC_CX(p3, p4); PC_CX(p6, p7);
+            PC_CX(p1, p2); PC_CX(p4, p5); PC_CX(p7, p8);
+            PC_CX(p0, p3); PC_CX(p5, p8); PC_CX(p4, p7);
+            PC_CX(p3, p6); PC_CX(p1, p4); PC_CX(p2, p5);
+            PC_CX(p4, p7); PC_CX(p4, p2); PC_CX(p6, p4);
+            PC_CX(p4, p2);
 #if B_INT
-        out[o] = (IN_T)p4;
+            out[o] = (IN_T)p4;
 #else
-        out[o] = nan ? (IN_T)NAN : (IN_T)p4;
+            out[o] = nan ? (IN_T)NAN : (IN_T)p4;
+#endif
+        }
+        return;
+    }
+    const IN_T *r3 = (const IN_T *)(sp + col[3]), *r4 = (const IN_T *)(sp + col[4]);
+#pragma GCC ivdep
+    for (Py_ssize_t o = a; o < b; o++) {
+        const Py_ssize_t t = o - off;
+#define PC_ROW5(r, n0, n1, n2, n3, n4) \
+        B_T p##n0 = r[t], p##n1 = r[t + s1], p##n2 = r[t + s2], p##n3 = r[t + s3], \
+            p##n4 = r[t + s4];
+        PC_ROW5(r0, 0, 1, 2, 3, 4) PC_ROW5(r1, 5, 6, 7, 8, 9) PC_ROW5(r2, 10, 11, 12, 13, 14)
+        PC_ROW5(r3, 15, 16, 17, 18, 19) PC_ROW5(r4, 20, 21, 22, 23, 24)
+#undef PC_ROW5
+#if !B_INT
+        int nan = 0;
+#define PC_ISNAN(a, b) nan |= (p##a != p##a) | (p##b != p##b);
+        PC_ISNAN(0, 1) PC_ISNAN(2, 3) PC_ISNAN(4, 5) PC_ISNAN(6, 7) PC_ISNAN(8, 9)
+        PC_ISNAN(10, 11) PC_ISNAN(12, 13) PC_ISNAN(14, 15) PC_ISNAN(16, 17) PC_ISNAN(18, 19)
+        PC_ISNAN(20, 21) PC_ISNAN(22, 23) PC_ISNAN(24, 24)
+#undef PC_ISNAN
+#endif
+#define PC_NCX(i, j) PC_CX(p##i, p##j);
+#define PC_NLO(i, j) PC_LO(p##i, p##j);
+#define PC_NHI(i, j) PC_HI(p##i, p##j);
+        PC_NET25(PC_NCX, PC_NLO, PC_NHI)
+#undef PC_NCX
+#undef PC_NLO
+#undef PC_NHI
+#if B_INT
+        out[o] = (IN_T)p12;
+#else
+        out[o] = nan ? (IN_T)NAN : (IN_T)p12;
 #endif
     }
 }
 #undef PC_CX
+#undef PC_LO
+#undef PC_HI
 #endif
 
-/* Outputs [a, b) of the last axis, by the network for the 3x3 windows it covers (those wholly
- * inside a line laid out contiguously), by gathering for the rest. */
+/* Outputs [a, b) of the last axis, by a network for the windows it covers (3x3 and 5x5
+ * windows wholly inside a line laid out contiguously), by gathering for the rest. */
 static void FN(line_direct)(const axis_t *A, const char *sp, char *dp, const ptrdiff_t *col,
                             Py_ssize_t ncol, Py_ssize_t a, Py_ssize_t b, B_T *restrict buf)
 {
 #if !IN_F16
     Py_ssize_t ia, ib;
-    if (FN(net9_ok)(A, ncol, 1) && med_inside(A, a, b, &ia, &ib)) {
+    if (FN(net_k)(A, ncol, 1) && med_inside(A, a, b, &ia, &ib)) {
         FN(line_gather)(A, sp, dp, col, ncol, a, ia, buf);
-        FN(line_net9)(A, sp, dp, col, 1, ia, ib);
+        FN(line_net)(A, sp, dp, col, 1, ia, ib);
         FN(line_gather)(A, sp, dp, col, ncol, ib, b, buf);
         return;
     }
@@ -405,7 +450,7 @@ static void FN(walk)(const job_t *J, tbuf_t *T, int i, const char *sp, char *dp,
     if (i == J->m - 1 || i == PC_MAXL - 1) { /* (the same: m <= PC_MAXL; tells the compiler) */
 #if !IN_F16
         Py_ssize_t ia, ib;
-        if (A->G > 1 && FN(net9_ok)(A, ncol, A->G) && med_inside(A, a, b, &ia, &ib)) {
+        if (A->G > 1 && FN(net_k)(A, ncol, A->G) && med_inside(A, a, b, &ia, &ib)) {
             /* interleaved lines (an HWC image's channels): their insides as one flat run */
             for (Py_ssize_t g = 0; g < A->G; g++) {
                 FN(line_gather)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, a, ia,
@@ -413,13 +458,13 @@ static void FN(walk)(const job_t *J, tbuf_t *T, int i, const char *sp, char *dp,
                 FN(line_gather)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, ib, b,
                                 (B_T *)T->med_buf);
             }
-            FN(line_net9)(A, sp, dp, col, A->G, ia * A->G, ib * A->G);
+            FN(line_net)(A, sp, dp, col, A->G, ia * A->G, ib * A->G);
             return;
         }
 #endif
         for (Py_ssize_t g = 0; g < A->G; g++) {
 #if MED_HIST
-            if (A->seg[0][2] == ST_HIST && ncol > 0 && !FN(net9_ok)(A, ncol, 1)) {
+            if (A->seg[0][2] == ST_HIST && ncol > 0 && !FN(net_k)(A, ncol, 1)) {
                 FN(line_hist)(A, sp + g * A->s_sG, dp + g * A->d_sG, col, ncol, a, b,
                               T->med_hist);
                 continue;

@@ -223,7 +223,9 @@ def _median_last_axis(w, dtype: np.dtype, col: int) -> tuple[int, float]:
     real taps of a column (the window on the other pooled axes). 8-bit windows that overlap
     along a line of dilation 1 slide a histogram (2 s column updates per output, whatever k);
     so do 16-bit ones (two levels) when the window is large enough; the rest gather each
-    window and select, k taps."""
+    window and select, k taps. Whatever this says, the C side takes a sorting network for
+    3x3 and 5x5 stride-1 windows inside a line it sees laid out contiguously
+    (_fast_median.h's net_k): only it sees the line's layout and a column's real taps."""
     if w.d != 1 or w.s >= w.k:
         return _ST_DIRECT, 2.0 * w.k
     if dtype.itemsize == 1:

@@ -26,6 +26,28 @@ def test_instances_header_is_what_the_generator_writes():
     assert header == _fast_gen.render(), "run python poolcore/_fast_gen.py and commit the result"
 
 
+@pytest.mark.parametrize("n", [3, 9, 25])
+def test_median_network_picks_the_median_of_every_input(n):
+    """The network _fast_gen writes for the 5x5 median (and, as a check of the method, for
+    3 and 9 values) leaves the median on the middle wire for all 2**n inputs of 0s and 1s:
+    by the 0-1 principle, for every input. Bit-parallel: bit b of word w is input 64 w + b."""
+    import numpy as np
+
+    inputs = np.arange(1 << n, dtype=np.uint32)
+    ones = np.zeros(1 << n, dtype=np.uint8)
+    wires = []
+    for i in range(n):
+        bit = ((inputs >> i) & 1).astype(np.uint8)
+        ones += bit
+        wires.append(np.packbits(bit, bitorder="little"))
+    for i, j, lo, hi in _fast_gen.median_network(n):
+        wires[i], wires[j] = wires[i] & wires[j], wires[i] | wires[j]
+        assert lo or hi
+    want = np.packbits(ones > n // 2, bitorder="little")
+    assert np.array_equal(wires[n // 2], want)
+    assert len(_fast_gen.median_network(25)) == 113  # the count the header's comment states
+
+
 def test_every_instance_is_in_the_dispatch_tables():
     """Each generated instance has its entry in _fast.c's tables (a missing one would be a
     link-time unused function and a NULL kernel at run time)."""

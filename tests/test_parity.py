@@ -599,19 +599,25 @@ def test_median_extremes_and_even_counts(dtype):
 
 
 @pytest.mark.parametrize("dtype", [*INTS, *FLOATS])
-def test_median_3x3_network(dtype):
-    """3x3 stride-1 windows inside a contiguous line take a sorting network (vectorised):
-    edges, padding, ceil_mode, a 3-D window of 9 taps, NaN and extremes. Interleaved channels
-    (HWC, C = 2..5) take it as one flat run of all channels, on one thread or several; strided
-    views (pixels 4 values apart, every other column) take the general paths."""
-    rng = np.random.default_rng(zlib.crc32(dtype.encode()) + 9)
+@pytest.mark.parametrize("k", [3, 5])
+def test_median_network(dtype, k):
+    """3x3 and 5x5 stride-1 windows inside a contiguous line take a sorting network
+    (vectorised): edges, padding, ceil_mode, a 3-D window of k*k taps, NaN and extremes.
+    Interleaved channels (HWC, C = 2..5) take it as one flat run of all channels, on one
+    thread or several; strided views (pixels 4 values apart, every other column) take the
+    general paths."""
+    rng = np.random.default_rng(zlib.crc32(dtype.encode()) + 9 + k)
+    h = k // 2
     x = _median_values(dtype, rng, (23, 70))
-    for p, ceil in ((0, False), (1, False), (1, True)):
-        check(x, "median", kernel=3, stride=1, padding=p, ceil_mode=ceil)
-    check(_median_values(dtype, rng, (2, 3, 17, 40)), "median", kernel=3, stride=1, padding=1)
-    check(_median_values(dtype, rng, (5, 6, 33)), "median", kernel=(3, 1, 3), stride=1,
+    for p, ceil in ((0, False), (h, False), (1, True)):
+        check(x, "median", kernel=k, stride=1, padding=p, ceil_mode=ceil)
+    if dtype in INTS:  # many distinct values too
+        check(rng.integers(0, 100, (17, 40)).astype(dtype), "median", kernel=k, stride=1,
+              padding=h)
+    check(_median_values(dtype, rng, (2, 3, 17, 40)), "median", kernel=k, stride=1, padding=h)
+    check(_median_values(dtype, rng, (5, 6, 33)), "median", kernel=(k, 1, k), stride=1,
           axes=(0, 1, 2))
-    check(x[:, ::2], "median", kernel=3, stride=1, padding=1)
+    check(x[:, ::2], "median", kernel=k, stride=1, padding=h)
     old_threads, old = fast_backend.get_threads(), _fast.config()
     try:
         for threads in (1, 3):
@@ -619,15 +625,15 @@ def test_median_3x3_network(dtype):
             _fast.config(min_work=1 if threads > 1 else old["min_work"])
             for c in (2, 3, 4, 5):
                 hwc = _median_values(dtype, rng, (12, 19, c))
-                for p, ceil in ((0, False), (1, False), (1, True)):
-                    check(hwc, "median", kernel=3, stride=1, padding=p, ceil_mode=ceil,
+                for p, ceil in ((0, False), (h, False), (1, True)):
+                    check(hwc, "median", kernel=k, stride=1, padding=p, ceil_mode=ceil,
                           axes=(0, 1))
-                check(hwc[:, :, : c - 1], "median", kernel=3, stride=1, padding=1, axes=(0, 1))
-                check(hwc[:, ::2], "median", kernel=3, stride=1, padding=1, axes=(0, 1))
-                check(_median_values(dtype, rng, (2, 9, 4, c)), "median", kernel=3, stride=1,
-                      padding=1, axes=(1, 2))
-            check(_median_values(dtype, rng, (3, 2, 3)), "median", kernel=3, stride=1,
-                  padding=1, axes=(0, 1))  # a line of two: no inside, all gathered
+                check(hwc[:, :, : c - 1], "median", kernel=k, stride=1, padding=h, axes=(0, 1))
+                check(hwc[:, ::2], "median", kernel=k, stride=1, padding=h, axes=(0, 1))
+                check(_median_values(dtype, rng, (2, 9, 4, c)), "median", kernel=k, stride=1,
+                      padding=h, axes=(1, 2))
+            check(_median_values(dtype, rng, (k, k - 1, 3)), "median", kernel=k, stride=1,
+                  padding=h, axes=(0, 1))  # a line shorter than k: no inside, all gathered
     finally:
         fast_backend.set_threads(old_threads)
         _fast.config(min_work=old["min_work"])
