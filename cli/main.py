@@ -27,7 +27,7 @@ SECTIONS = (
     ("Reading and writing", ("output", "recursive", "layout", "format_", "quality", "strip",
                              "background", "linear_light", "max_pixels", "overwrite",
                              "skip_existing")),
-    ("Batch", ("workers", "backend", "fail_fast", "dry_run")),
+    ("Batch", ("workers", "threads", "backend", "fail_fast", "dry_run")),
     ("Reports", ("report", "contact_sheet", "quiet", "no_progress")),
 )
 FORMATS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "gif", "npy")
@@ -232,6 +232,10 @@ def _suffix(*suffixes: str):
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists.")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="Worker processes [default: one per CPU; 1 for under 4 MB of input].")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="Threads per process, for the compiled kernels and for reading the next "
+              "file ahead [default: one per CPU in a single process, 1 per worker; "
+              "POOLCORE_THREADS].")
 @click.option("--backend", type=click.Choice(("auto", "numpy", "fast")), default="auto",
               show_default=True, help="Pooling kernels.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed file.")
@@ -249,8 +253,8 @@ def _suffix(*suffixes: str):
 @click.pass_context
 def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, padding, ceil_mode,
          recursive, layout, format_, quality, strip, background, linear_light, max_pixels,
-         overwrite, skip_existing, workers, backend, fail_fast, dry_run, report, contact_sheet,
-         quiet, no_progress):
+         overwrite, skip_existing, workers, threads, backend, fail_fast, dry_run, report,
+         contact_sheet, quiet, no_progress):
     """Pool images and .npy arrays with a pipeline of pooling stages.
 
     Each INPUT (a file, a directory with -r, or - for stdin) is read, pooled and written
@@ -332,7 +336,7 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
         )
 
     options = batch.BatchOptions(
-        output=output, recursive=recursive, workers=workers, backend=backend,
+        output=output, recursive=recursive, workers=workers, threads=threads, backend=backend,
         layout=layout.lower() if layout else None, overwrite=overwrite,
         skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run,
         format=format_.lower() if format_ else None, quality=quality,

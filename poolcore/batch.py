@@ -21,6 +21,7 @@ The rules that keep a batch safe live here, not in the CLI, so that Python calle
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -62,12 +63,18 @@ class BatchOptions:
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     linear_light: bool = False
     max_pixels: int | None = None
+    # Threads per process, for the compiled kernels and for reading ahead (_run_here). None:
+    # the fast backend's setting (POOLCORE_THREADS, else the CPU count) when the files run in
+    # this process, 1 in each worker process (one level of parallelism).
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.overwrite and self.skip_existing:
             raise ValueError("`overwrite` and `skip_existing` exclude each other")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"`workers` must be >= 1, got {self.workers}")
+        for name in ("workers", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value}")
         if self.format is not None:
             from .io import normalize_format
 
@@ -563,10 +570,17 @@ def _run_here(tasks: list[Task], pipeline, options: BatchOptions, stop: Callable
     (:func:`_spare_threads`), the next file is read while this one is pooled and written:
     decoders and encoders release the GIL, and decoding is most of a JPEG's time, so one
     worker uses two cores, as its kernels do. A file read ahead is dropped unused if the
-    batch stops before it; reading writes nothing."""
+    batch stops before it; reading writes nothing. ``options.threads`` holds for the
+    compiled kernels while the run lasts."""
+    with _kernel_threads(options.threads):
+        yield from _run_in_order(tasks, pipeline, options, stop)
+
+
+def _run_in_order(tasks: list[Task], pipeline, options: BatchOptions,
+                  stop: Callable[[], bool]) -> Iterator[Record]:
     from concurrent.futures import ThreadPoolExecutor
 
-    depth = _spare_threads() if all(t.input != STDIO for t in tasks) else 0
+    depth = _spare_threads(options) if all(t.input != STDIO for t in tasks) else 0
     reader = ThreadPoolExecutor(depth, thread_name_prefix="poolcore-read") if depth else None
     ahead: deque = deque()  # reads of tasks[i + 1], tasks[i + 2]...: started, not yet used
     try:
@@ -594,16 +608,36 @@ def _size(read: _Read) -> int:
     return 0 if item is None else sum(a.nbytes for a in item.all_frames)
 
 
-def _spare_threads() -> int:
-    """Threads this process may use beside its own: the compiled kernels' setting minus one
-    (POOLCORE_THREADS, :func:`poolcore.fast_backend.set_threads`; 1 in a batch's worker
-    processes), else the CPUs it may run on minus one."""
+def _spare_threads(options: BatchOptions) -> int:
+    """Threads this process may use beside its own: ``options.threads`` minus one, else the
+    compiled kernels' setting minus one (POOLCORE_THREADS,
+    :func:`poolcore.fast_backend.set_threads`; 1 in a batch's worker processes), else the
+    CPUs it may run on minus one."""
+    if options.threads is not None:
+        return options.threads - 1
     try:
         from .fast_backend import get_threads
     except ImportError:  # installed without a compiler
         env = os.environ.get("POOLCORE_THREADS", "")
         return (int(env) if env.isdigit() and int(env) else _cpu_count()) - 1
     return get_threads() - 1
+
+
+@contextlib.contextmanager
+def _kernel_threads(n: int | None) -> Iterator[None]:
+    """The compiled kernels use ``n`` threads per call inside the block (None: unchanged)."""
+    try:
+        from .fast_backend import set_threads
+    except ImportError:  # installed without a compiler: no kernel threads to set
+        n = None
+    if n is None:
+        yield
+        return
+    old = set_threads(n)
+    try:
+        yield
+    finally:
+        set_threads(old)
 
 
 # Worker-process state, set once per worker by _init_worker.
@@ -628,15 +662,17 @@ def _init_worker(pipeline, options: BatchOptions, parent: int | None) -> None:
     # being written is abandoned, its temporary file removed, and the process ends.
     signal.signal(signal.SIGTERM, _on_sigterm)
     _end_with_parent(parent)
-    # One level of parallelism: the compiled kernels stay single-threaded inside a worker
-    # (the environment variable for anything started later; the backend may be imported).
-    os.environ["POOLCORE_THREADS"] = "1"
+    # One level of parallelism unless asked: the compiled kernels stay single-threaded inside
+    # a worker (the environment variable for anything started later; the backend may be
+    # imported).
+    threads = options.threads or 1
+    os.environ["POOLCORE_THREADS"] = str(threads)
     try:
         from .fast_backend import set_threads
     except ImportError:  # installed without a compiler
         pass
     else:
-        set_threads(1)
+        set_threads(threads)
     tune_for_batch()
     _worker["pipeline"] = pipeline
     _worker["options"] = options
@@ -783,7 +819,8 @@ def _run_pool(tasks: list[Task], pipeline, options: BatchOptions, workers: int,
     window = 2 * workers  # few queued chunks: a stop (fail_fast, Ctrl-C) is quick
     stopped = asked = False
     saved = os.environ.get("POOLCORE_THREADS")
-    os.environ["POOLCORE_THREADS"] = "1"  # inherited by the forkserver / spawned workers
+    # inherited by the forkserver / spawned workers
+    os.environ["POOLCORE_THREADS"] = str(options.threads or 1)
     executor = start()
     try:
         while inflight or (pending and not stopped):

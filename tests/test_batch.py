@@ -497,7 +497,8 @@ def _trace_steps(monkeypatch, spare: int, wait: float = 5.0, sizes=(0, 1 << 20))
     shows as ("read", i + 1) before ("written", i) on any machine."""
     import threading
 
-    monkeypatch.setattr(batch, "_spare_threads", lambda: spare)
+    if spare is not None:  # None: as options.threads and the backend's setting say
+        monkeypatch.setattr(batch, "_spare_threads", lambda options: spare)
     monkeypatch.setattr(batch, "READ_AHEAD_BYTES", sizes)
     log, started = [], {}
     read, pool_and_write = batch._read, batch._pool_and_write
@@ -512,7 +513,7 @@ def _trace_steps(monkeypatch, spare: int, wait: float = 5.0, sizes=(0, 1 << 20))
 
     def traced_write(rd, task, pipeline, options):
         if task.index < 4:  # the last of _five_files has no next
-            event(task.index + 1).wait(wait if spare else 0)
+            event(task.index + 1).wait(wait if spare != 0 else 0)
         rec = pool_and_write(rd, task, pipeline, options)
         log.append(("written", task.index))
         return rec
@@ -586,3 +587,40 @@ def test_a_file_read_ahead_is_not_written_after_a_stop_or_a_failure(tmp_path, mo
     assert [got[f"i{i}.png"].status for i in range(5)] == ["ok", "ok", "failed", "skipped",
                                                           "skipped"]
     assert sorted(tree(tmp_path / "f")) == ["i0.png", "i1.png"]
+
+
+def test_threads_option_sets_the_kernels_and_the_read_ahead(tmp_path, monkeypatch):
+    """``threads`` holds for the kernels while the run lasts (then the setting is back), and
+    one thread means no reading ahead; in worker processes it replaces the default of 1."""
+    fast_backend = pytest.importorskip("poolcore.fast_backend")
+    import subprocess
+    import sys
+
+    with pytest.raises(ValueError, match="`threads` must be >= 1, got 0"):
+        BatchOptions(threads=0)
+    src = _five_files(tmp_path)
+    before = fast_backend.get_threads()
+    for threads in (1, 2):
+        log = _trace_steps(monkeypatch, spare=None, wait=0.5)
+        seen = []
+
+        def spy(*args, seen=seen, write=batch._pool_and_write):
+            seen.append(fast_backend.get_threads())
+            return write(*args)
+
+        monkeypatch.setattr(batch, "_pool_and_write", spy)
+        list(batch.run([src], AVG2, BatchOptions(output=tmp_path / f"t{threads}",
+                                                 recursive=True, workers=1, threads=threads)))
+        assert set(seen) == {threads} and fast_backend.get_threads() == before
+        ahead = [log.index(("read", i + 1)) < log.index(("written", i)) for i in range(4)]
+        assert ahead == [threads > 1] * 4, log
+        monkeypatch.undo()
+
+    code = ("import os; from poolcore import batch, fast_backend, Pipeline\n"
+            "for t in (None, 3):\n"
+            "    options = batch.BatchOptions(threads=t)\n"
+            "    batch._init_worker(Pipeline.parse('avg(2)'), options, None)\n"
+            "    print(fast_backend.get_threads(), os.environ['POOLCORE_THREADS'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["1", "1", "3", "3"]

@@ -112,6 +112,8 @@ USAGE = "Usage: main -o PATH [OPTIONS] INPUT...\nTry 'main --help' for help.\n\n
          "batch"),
         (["src", "-r", "-o", "o", "-p", "avg(2)", "--workers", "0"],
          "Invalid value for '--workers': 0 is not in the range x>=1."),
+        (["src", "-r", "-o", "o", "-p", "avg(2)", "--threads", "0"],
+         "Invalid value for '--threads': 0 is not in the range x>=1."),
         (["src", "-r", "-p", "avg(2)"], "Missing option '-o' / '--output'."),
     ],
 )
@@ -182,7 +184,7 @@ def test_config_stages_tables(src):
         ('pipelin = "avg(2)"\n', "unknown key 'pipelin'; expected `pipeline`, [[stages]] or one "
          "of backend, background, ceil-mode, contact-sheet, dry-run, fail-fast, format, kernel, "
          "layout, linear-light, max-pixels, no-progress, op, output, overwrite, padding, "
-         "quality, quiet, recursive, report, skip-existing, stride, strip, workers"),
+         "quality, quiet, recursive, report, skip-existing, stride, strip, threads, workers"),
         ('pipeline = "avg(2"\n', "`pipeline`: stage 1 `avg(2`: not a stage call like `max(2)` "
          "(near '(2')"),
         ("pipeline = \n", "not valid TOML: "),
@@ -206,6 +208,25 @@ def test_a_missing_config(src):
     r = invoke(["src", "-r", "-o", "o", "--config", "nope.toml"])
     assert r.exit_code == 2
     assert r.stderr == "Error: Invalid config file 'nope.toml': No such file or directory\n"
+
+
+def test_threads_reach_the_batch_from_the_flag_and_the_config(src, monkeypatch):
+    from poolcore import batch
+
+    seen = []
+    run = batch.run
+
+    def spy(plan, pipeline, options, **kw):
+        seen.append((options.workers, options.threads))
+        return run(plan, pipeline, options, **kw)
+
+    monkeypatch.setattr(batch, "run", spy)
+    assert invoke(["src", "-r", "-o", "o", "-p", "avg(2)", "--threads", "1", "-q"]).exit_code == 0
+    Path("t.toml").write_text('pipeline = "avg(2)"\nthreads = 3\nworkers = 2\n')
+    r = invoke(["src", "-r", "-o", "o2", "--config", "t.toml", "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert seen == [(None, 1), (2, 3)]
+    assert tree(Path("o")) == tree(Path("o2"))
 
 
 # ------------------------------------------------------------------------------- batches
