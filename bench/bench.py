@@ -81,7 +81,7 @@ CV_MAX = "OpenCV dilate + crop"
 CV_AVG = "OpenCV blur + crop"
 POOLIMG = "poolimg --op avg -k 2"
 # One worker reads the next file on a second thread; this row shows it without one.
-POOLIMG_ONE_THREAD = "poolimg --op avg -k 2, POOLCORE_THREADS=1 (no read ahead)"
+POOLIMG_ONE_THREAD = "poolimg --op avg -k 2 --threads 1 (no read ahead)"
 PILLOW_LOOP_LABEL = "Pillow loop (open, reduce(2), save)"
 IMPORT_LINE = 'python -c "import numpy, PIL.Image"'
 PC = "{pc}"  # stands for the row of poolcore's best backend
@@ -832,15 +832,14 @@ def run_batch(repeats: int, quick: bool, log) -> tuple[list[dict], list[str]]:
                 for label, kind in cmds.items():
                     out = work / f"{kind or 'pillow'}-{workers}-{r}"
                     out.mkdir()
-                    env = None
                     if kind and kind.startswith("poolimg"):
                         cmd = poolimg_batch_cmd(exe, src, out, workers, quality)
                         if kind == "poolimg1":
-                            env = {**os.environ, "POOLCORE_THREADS": "1"}
+                            cmd += ["--threads", "1"]
                     else:
                         cmd = [sys.executable, "-c", PILLOW_LOOP, str(src), str(out)]
                         cmd += [str(workers), str(quality)]
-                    dt, res = timed_run(cmd, env)
+                    dt, res = timed_run(cmd)
                     if res.returncode != 0:
                         status[label] = (
                             f"FAILED (exit {res.returncode}): {res.stderr.strip()[-300:]}"
