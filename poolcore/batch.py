@@ -705,7 +705,10 @@ def _work(tasks: list[Task]) -> list[Record]:
     try:
         _worker["busy"] = True
         try:
-            return [process(task, _worker["pipeline"], _worker["options"]) for task in tasks]
+            # with threads to spare (--threads 2+), a worker reads ahead within its chunk;
+            # fail_fast is the parent's: a chunk always runs whole
+            options = replace(_worker["options"], fail_fast=False)
+            return list(_run_in_order(tasks, _worker["pipeline"], options, lambda: False))
         finally:
             _worker["busy"] = False  # from here a SIGTERM exits at once (_on_sigterm)
     except _Terminated:

@@ -595,6 +595,7 @@ def test_threads_option_sets_the_kernels_and_the_read_ahead(tmp_path, monkeypatc
     fast_backend = pytest.importorskip("poolcore.fast_backend")
     import subprocess
     import sys
+    import textwrap
 
     with pytest.raises(ValueError, match="`threads` must be >= 1, got 0"):
         BatchOptions(threads=0)
@@ -624,3 +625,33 @@ def test_threads_option_sets_the_kernels_and_the_read_ahead(tmp_path, monkeypatc
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["1", "1", "3", "3"]
+
+    # in a worker process (a child of this test), a chunk reads ahead with --threads 2
+    code = textwrap.dedent("""
+        import sys, threading
+        from poolcore import batch, Pipeline
+        threads = None if sys.argv[2] == "-" else int(sys.argv[2])
+        options = batch.BatchOptions(output=sys.argv[3], recursive=True, threads=threads)
+        batch.READ_AHEAD_BYTES = (0, 1 << 20)
+        batch._init_worker(Pipeline.parse("avg(2)"), options, None)
+        log, started, read, write = [], {}, batch._read, batch._pool_and_write
+        def event(i):
+            return started.setdefault(i, threading.Event())
+        def traced_read(task, o):
+            log.append("r")
+            event(task.index).set()
+            return read(task, o)
+        def traced_write(rd, task, *rest):
+            if threads and task.index < 4:
+                event(task.index + 1).wait(5)
+            log.append("w")
+            return write(rd, task, *rest)
+        batch._read, batch._pool_and_write = traced_read, traced_write
+        records = batch._work(list(batch.plan([sys.argv[1]], options).tasks))
+        print("".join(log), "".join(r.status[0] for r in records))
+    """)
+    for threads, steps in (("-", "rwrwrwrwrw"), ("2", "rrwrwrwrww")):
+        out = subprocess.run([sys.executable, "-c", code, str(src), threads,
+                              str(tmp_path / f"w{threads}")], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert out == [steps, "oofoo"]
