@@ -580,18 +580,22 @@ def _run_in_order(tasks: list[Task], pipeline, options: BatchOptions,
                   stop: Callable[[], bool]) -> Iterator[Record]:
     from concurrent.futures import ThreadPoolExecutor
 
-    depth = _spare_threads(options) if all(t.input != STDIO for t in tasks) else 0
-    reader = ThreadPoolExecutor(depth, thread_name_prefix="poolcore-read") if depth else None
-    ahead: deque = deque()  # reads of tasks[i + 1], tasks[i + 2]...: started, not yet used
+    # One file ahead at most: a second reader would decode beside the first, and the
+    # decoder's warnings filter (io._decode) is process state that two threads would race on.
+    reader = None
+    if _spare_threads(options) > 0 and all(t.input != STDIO for t in tasks):
+        reader = ThreadPoolExecutor(1, thread_name_prefix="poolcore-read")
+    ahead = None  # the read of tasks[i], started while tasks[i - 1] was pooled and written
     try:
         for i, task in enumerate(tasks):
             if stop():
                 yield from (_not_run(t, True) for t in tasks[i:])
                 return
-            read = ahead.popleft().result() if ahead else _read(task, options)
-            if reader is not None and READ_AHEAD_BYTES[0] <= _size(read) <= READ_AHEAD_BYTES[1]:
-                while len(ahead) < depth and i + 1 + len(ahead) < len(tasks):
-                    ahead.append(reader.submit(_read, tasks[i + 1 + len(ahead)], options))
+            read = ahead.result() if ahead is not None else _read(task, options)
+            ahead = None
+            lo, hi = READ_AHEAD_BYTES
+            if reader is not None and i + 1 < len(tasks) and lo <= _size(read) <= hi:
+                ahead = reader.submit(_read, tasks[i + 1], options)
             rec = _pool_and_write(read, task, pipeline, options)
             yield rec
             if options.fail_fast and rec.status == "failed":
