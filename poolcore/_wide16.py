@@ -56,9 +56,10 @@ def _with_rawmode(tile, rawmode: str):
     return tile._replace(args=new)
 
 
-def decode(im, opener):
+def decode(im, reopen):
     """(uint16 array, mode) for a 16-bit-per-channel colour image, else None (and ``im`` not
-    loaded). ``im`` is open and not loaded yet; ``opener()`` opens its file again."""
+    loaded). ``im`` is open and not loaded yet; ``reopen()`` is a context manager that opens
+    its file again, as an image of the same format whose header is parsed."""
     if not im.tile:
         return None
     raws = {_rawmode(t) for t in im.tile}
@@ -80,7 +81,7 @@ def decode(im, opener):
         return None
     im.load()
     hi = np.asarray(im)
-    with opener() as fp2, Image.open(fp2, formats=(im.format,)) as other:
+    with reopen() as other:
         other.tile = [_with_rawmode(t, _SWAP[raw]) for t in other.tile]
         other.load()
         lo = np.asarray(other)

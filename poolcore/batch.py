@@ -65,7 +65,9 @@ class BatchOptions:
     max_pixels: int | None = None
     # Threads per process, for the compiled kernels and for reading ahead (_run_here). None:
     # the fast backend's setting (POOLCORE_THREADS, else the CPU count) when the files run in
-    # this process, 1 in each worker process (one level of parallelism).
+    # this process, 1 in each worker process (one level of parallelism). In this process it
+    # is the kernels' process-wide setting (fast_backend.set_threads) while the run lasts:
+    # other pooling meanwhile uses it too, and runs interleaved share one setting.
     threads: int | None = None
 
     def __post_init__(self) -> None:

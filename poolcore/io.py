@@ -57,11 +57,12 @@ clobbers a file that appeared meanwhile unless ``overwrite``, and gets the permi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import threading
-import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -215,8 +216,9 @@ def read(
         Largest image (width * height of any frame) to decode; images only (a ``.npy`` is
         memory-mapped, its size is no bomb). Default: Pillow's decompression-bomb limit,
         ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (about 179 Mpx); images between 1x and 2x Pillow's
-        limit are read without its warning. Raising it sets Pillow's global limit for the
-        duration of the read, under a lock.
+        limit are read without its warning. Pillow's own check is off while a header is
+        parsed or a frame sought (its limit is a module global, changed under a lock for that
+        moment only); this limit is checked instead, before anything is decoded.
     name : str, optional
         What to call the source in errors (default: the path, or ``<stream>``).
 
@@ -337,8 +339,9 @@ def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-# Pillow's limit is a module global; raising it for one read is done under this lock so that
-# two threads raising it do not restore each other's value.
+# Pillow's limit is a module global; it is switched off for a header or a seek (_unchecked)
+# under this lock, so that two threads do not restore each other's value and no read sees it
+# off by accident.
 _PIXELS_LOCK = threading.RLock()
 
 # EXIF orientation -> the transpose that makes the image upright (ImageOps.exif_transpose).
@@ -379,36 +382,45 @@ def _pixels(size: tuple[int, int], n_frames: int = 1) -> tuple[str, int]:
 
 def _read_image(opener, label: str, max_pixels: int | None, volume: bool) -> Item:
     if max_pixels is None:
-        pillow = Image.MAX_IMAGE_PIXELS
-        limit = 2 * pillow if pillow else None
-        return _decode(opener, label, limit, volume)
+        with _PIXELS_LOCK:  # not while another read has Pillow's check off (_unchecked)
+            pillow = Image.MAX_IMAGE_PIXELS
+        limit = 2 * pillow if pillow else None  # where Pillow itself would refuse
+    else:
+        limit = int(max_pixels)
+    return _decode(opener, label, limit, volume)
+
+
+@contextlib.contextmanager
+def _unchecked() -> Iterator[None]:
+    """Pillow's decompression-bomb check off, for parsing a header or seeking a frame: our
+    own (_check_size) then judges the size, against ``limit``, before anything is decoded.
+    Pillow's check warns from 1x its limit and refuses from 2x, from a module global: a
+    warning filter (process state, not thread-safe before Python 3.14) or a raised global
+    for the whole decode would touch what other threads see for as long as a decode takes;
+    this holds the lock only while Pillow reads a header."""
     with _PIXELS_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
-        # Pillow errors at 2x its limit and warns at 1x: at max_pixels it stays quiet for
-        # everything we accept, and our own check below refuses the rest with a clear text.
-        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+        Image.MAX_IMAGE_PIXELS = None
         try:
-            return _decode(opener, label, int(max_pixels), volume)
+            yield
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+@contextlib.contextmanager
+def _opened(opener, formats=_IMAGE_FORMATS) -> Iterator[Image.Image]:
+    """The image in the file ``opener()`` opens, its header parsed (see :func:`_unchecked`)."""
+    with opener() as fp:
+        with _unchecked():
+            im = Image.open(fp, formats=formats)
+        with im:
+            yield im
+
+
 def _decode(opener, label: str, limit: int | None, volume: bool) -> Item:
     try:
-        with warnings.catch_warnings():
-            # The warning band (1x..2x Pillow's limit) is accepted as Pillow accepts it; the
-            # warning itself names no file and would be noise in a batch.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with opener() as fp:
-                try:
-                    im = Image.open(fp, formats=_IMAGE_FORMATS)
-                except Image.DecompressionBombError:
-                    # Pillow refuses before we can look at the size: reopen just the header
-                    # with the guard off to say how large the image is.
-                    what, n = _pixels(_peek_size(opener))
-                    raise ReadError(label, _bomb_message(what, limit or 0, n)) from None
-                with im:
-                    return _decode_open(im, opener, label, limit, volume)
+        with _opened(opener) as im:
+            return _decode_open(im, opener, label, limit, volume)
     except PoolIOError:
         raise
     except MemoryError:
@@ -425,27 +437,10 @@ def _decode(opener, label: str, limit: int | None, volume: bool) -> Item:
         text = str(e)
         kind = "truncated image" if "truncated" in text else "corrupt image data"
         raise ReadError(label, f"{kind}: {text}") from None
-    except Image.DecompressionBombError:  # a later frame, from Pillow's check in seek()
-        raise ReadError(
-            label,
-            f"a frame is over the limit of {limit or 0:,} pixels that guards against "
-            "decompression bombs; if you trust this file, raise the limit with --max-pixels N",
-        ) from None
     except Exception as e:
         # Pillow's plugins raise SyntaxError, ValueError, struct.error, IndexError... on
         # damaged data: whatever it is, the file is the problem, and the message says so.
         raise ReadError(label, f"corrupt image data: {type(e).__name__}: {e}") from None
-
-
-def _peek_size(opener) -> tuple[int, int]:
-    with _PIXELS_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # header only; nothing is decoded
-        try:
-            with opener() as fp, Image.open(fp, formats=_IMAGE_FORMATS) as im:
-                return im.size
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_size(im, label: str, limit: int | None) -> None:
@@ -458,7 +453,8 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
     fmt = im.format
     if fmt == "MPO":  # a JPEG with extra pictures (phones: previews, depth maps)
         fmt = "JPEG"
-    n_frames = 1 if fmt == "JPEG" else int(getattr(im, "n_frames", 1))
+    with _unchecked():  # a GIF's frames are counted by seeking them
+        n_frames = 1 if fmt == "JPEG" else int(getattr(im, "n_frames", 1))
     _check_size(im, label, limit)  # before anything is decoded
     if limit is not None and fmt in _CANVAS and n_frames * im.size[0] * im.size[1] > limit:
         # every frame is the canvas's size: refused before any decode (a TIFF's pages may be
@@ -468,7 +464,8 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
     volume = volume and fmt == "TIFF" and n_frames > 1  # a stack of pages, not one image
     # The first frame is decoded before the metadata is read: a PNG's getexif() would load
     # it anyway, and the 16-bit path must swap the decoder's rawmode before any load.
-    wide = _wide16.decode(im, opener) if n_frames == 1 else None
+    wide = (_wide16.decode(im, lambda: _opened(opener, (im.format,))) if n_frames == 1
+            else None)
     if wide is None:
         _wide16.check_not_wide(im, label)
         im.load()
@@ -491,7 +488,8 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
     total = 0  # pixels of all frames: 80 frames of 3000x3000 are 720 Mpx, in a 320 kB GIF
     for index in range(n_frames):
         if index:
-            im.seek(index)
+            with _unchecked():  # GIF frames may grow the canvas: checked just below
+                im.seek(index)
             _check_size(im, label, limit)
         total += im.size[0] * im.size[1]
         if limit is not None and total > limit:
