@@ -582,8 +582,8 @@ def _run_in_order(tasks: list[Task], pipeline, options: BatchOptions,
                   stop: Callable[[], bool]) -> Iterator[Record]:
     from concurrent.futures import ThreadPoolExecutor
 
-    # One file ahead at most: a second reader would decode beside the first, and the
-    # decoder's warnings filter (io._decode) is process state that two threads would race on.
+    # One file ahead at most: a file's size is known only once it is decoded, so each file
+    # read ahead may be as large as any; with one, a run holds at most two inputs at once.
     reader = None
     if _spare_threads(options) > 0 and all(t.input != STDIO for t in tasks):
         reader = ThreadPoolExecutor(1, thread_name_prefix="poolcore-read")
