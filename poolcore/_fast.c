@@ -327,6 +327,20 @@ static const inst_t INST_AVX2[K_SUM + 1][DT_N] = {
     PC_ROW_AVX2(min, uint8_t, uint16_t, float, double),
     PC_ROW_AVX2(sum, uint64_t, uint64_t, double, double),
 };
+static const inst_t INST_AVX2_MED[DT_N] = PC_ROW_AVX2(med, uint8_t, uint16_t, float, double);
+
+/* Median jobs that the sorting networks serve (3x3 or 5x5 windows, stride 1, dilation 1)
+ * run the AVX2 build: twice the vector width, and uint16 min/max (SSE4.1): 1000x1500 RGB 5x5
+ * uint8 6.4 -> 4.3 ms, uint16 24 -> 6.8 ms, float32 60 -> 33 ms. The others stay on the
+ * baseline build: the histograms and the gather measured no faster in AVX2 (the 16-bit
+ * histogram, 1024x1024 15x15, 63-75 -> 75-82 ms). */
+static int med_on_avx2(const job_t *J)
+{
+    if (J->m != 2) return 0;
+    const axis_t *A = &J->ax[0], *B = &J->ax[1];
+    return A->k == B->k && (A->k == 3 || A->k == 5) && A->s == 1 && B->s == 1 && A->d == 1 &&
+           B->d == 1;
+}
 #endif
 
 /* ------------------------------------------------------------------ module state */
@@ -769,6 +783,9 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
 #if PC_HAVE_AVX2
         if (pc_use_avx2 && kind <= K_SUM && INST_AVX2[kind][J.in_type].run)
             inst = &INST_AVX2[kind][J.in_type];
+        else if (pc_use_avx2 && kind == K_MED && INST_AVX2_MED[J.in_type].run &&
+                 med_on_avx2(&J))
+            inst = &INST_AVX2_MED[J.in_type];
 #endif
         if (!inst) inst = &INST_BASE[kind][J.in_type];
         if (!inst->run) {

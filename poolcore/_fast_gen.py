@@ -60,12 +60,14 @@ def _block(suf, in_t, b_t, load, op, ident, fam, fsum, bint, bsigned, f16, guard
 def _median_block(code, ct, fam):
     load = "pc_h2f(*(const uint16_t *)(p))" if fam == "h" else f"*(const {ct} *)(p)"
     lines = [
-        "#if PC_FULL", f"#define SUF med_{code}", f"#define IN_T {ct}",
+        f"#define SUF med_{code}", f"#define IN_T {ct}",
         f"#define B_T {'float' if fam == 'h' else ct}", f"#define LOADX(p) ({load})",
         f"#define B_INT {int(fam in 'iu')}", f"#define B_SIGNED {int(fam == 'i')}",
         f"#define IN_F16 {int(fam == 'h')}", f"#define MED_HIST {MED_HIST_BITS.get(code, 0)}",
-        '#include "_fast_median.h"', "#endif",
+        '#include "_fast_median.h"',
     ]
+    if code not in AVX2_TYPES:  # the sorting networks run on AVX2 vectors for these
+        lines = ["#if PC_FULL", *lines, "#endif"]
     return "\n".join(lines) + "\n"
 
 

@@ -542,7 +542,6 @@
 #include "_fast_engine.h"
 #endif
 
-#if PC_FULL
 #define SUF med_u1
 #define IN_T uint8_t
 #define B_T uint8_t
@@ -552,7 +551,6 @@
 #define IN_F16 0
 #define MED_HIST 8
 #include "_fast_median.h"
-#endif
 
 #define SUF max_u2
 #define IN_T uint16_t
@@ -638,7 +636,6 @@
 #include "_fast_engine.h"
 #endif
 
-#if PC_FULL
 #define SUF med_u2
 #define IN_T uint16_t
 #define B_T uint16_t
@@ -648,7 +645,6 @@
 #define IN_F16 0
 #define MED_HIST 16
 #include "_fast_median.h"
-#endif
 
 #if PC_FULL
 #define SUF max_u4
@@ -1010,7 +1006,6 @@
 #include "_fast_engine.h"
 #endif
 
-#if PC_FULL
 #define SUF med_f4
 #define IN_T float
 #define B_T float
@@ -1020,7 +1015,6 @@
 #define IN_F16 0
 #define MED_HIST 0
 #include "_fast_median.h"
-#endif
 
 #define SUF max_f8
 #define IN_T double
@@ -1091,7 +1085,6 @@
 #include "_fast_engine.h"
 #endif
 
-#if PC_FULL
 #define SUF med_f8
 #define IN_T double
 #define B_T double
@@ -1101,4 +1094,3 @@
 #define IN_F16 0
 #define MED_HIST 0
 #include "_fast_median.h"
-#endif
