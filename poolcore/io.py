@@ -479,6 +479,10 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
     dpi = _dpi(im.info.get("dpi"))
     if fmt == "TIFF" and 282 not in im.tag_v2:
         dpi = None  # Pillow reports (1, 1) for a TIFF without resolution tags
+    if dpi is None and fmt in ("PNG", "WEBP"):
+        # no pHYs: the EXIF's resolution, if any (Pillow does this for JPEG itself), so that
+        # it is scaled with the pixels rather than kept and wrong by the pooling factor
+        dpi = _exif_dpi(exif)
     if dpi and orientation in (5, 6, 7, 8):  # a quarter turn swaps the axes
         dpi = (dpi[1], dpi[0])
     loop = im.info.get("loop")
@@ -561,6 +565,19 @@ def _dpi(value) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         return None
     return (x, y) if x > 0 and y > 0 else None
+
+
+# EXIF ResolutionUnit (tag 296): 2 inches, 3 centimetres; 1 (none) gives no DPI.
+_PER_INCH = {2: 1.0, 3: 2.54}
+
+
+def _exif_dpi(exif: Image.Exif) -> tuple[float, float] | None:
+    """Dots per inch from EXIF XResolution/YResolution (tags 282/283) and their unit."""
+    try:
+        factor = _PER_INCH.get(int(exif.get(296, 2)))
+        return _dpi((float(exif[282]) * factor, float(exif[283]) * factor)) if factor else None
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _clean_exif(exif: Image.Exif, from_tiff: bool) -> bytes | None:
@@ -947,9 +964,10 @@ def _exif_for(exif: bytes | None, fmt: str, dpi, size: tuple[int, int]) -> bytes
         elif dpi:
             from PIL import TiffImagePlugin  # 7 ms of start-up that JPEG and PNG runs skip
 
+            per_inch = _PER_INCH.get(int(e.get(296, 2)), 1.0)  # the EXIF's own unit
             for tag, value in ((282, dpi[0]), (283, dpi[1])):
                 if tag in e:
-                    e[tag] = TiffImagePlugin.IFDRational(round(value * 1000), 1000)
+                    e[tag] = TiffImagePlugin.IFDRational(round(value / per_inch * 1000), 1000)
         sub = e.get_ifd(0x8769)
         if 0xA002 in sub:
             sub[0xA002], sub[0xA003] = size

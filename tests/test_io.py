@@ -395,6 +395,28 @@ def test_icc_exif_dpi_carried_and_dpi_scaled(tmp_path, fmt):
             assert float(e[282]) == pytest.approx(75)
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+@pytest.mark.parametrize("unit, value", [(2, 300), (3, 118.11)])  # 300 dpi, in inches or cm
+def test_exif_resolution_is_scaled_in_its_own_unit(tmp_path, fmt, unit, value):
+    """An image whose resolution is only in its EXIF (a PNG without pHYs, a JPEG without JFIF
+    density) is read with that DPI; pooled by 2, its outputs declare half of it, and the EXIF
+    keeps its unit (a centimetre value is not overwritten by an inch one)."""
+    exif = Image.Exif()
+    exif[296] = unit
+    exif[282] = exif[283] = value
+    src = Image.fromarray(u8(8, 12, 3))
+    data = encode_pil(src, "PNG" if fmt == "png" else "JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(data)) as check:
+        assert fmt == "jpg" or "dpi" not in check.info  # no pHYs: EXIF alone says it
+    item = pio.read(data)
+    assert item.dpi == pytest.approx((300, 300), abs=0.05)
+    back = opened(pio.write(pool_item(item, Pipeline.parse("avg(2)")), tmp_path / f"o.{fmt}"))
+    assert back.info["dpi"] == pytest.approx((150, 150), abs=0.05)
+    e = back.getexif()
+    assert int(e[296]) == unit
+    assert float(e[282]) == pytest.approx(value / 2, abs=0.01)
+
+
 def test_tiff_without_resolution_has_no_dpi():
     assert pio.read(encode_pil(Image.fromarray(u8(4, 4)), "TIFF")).dpi is None
 
