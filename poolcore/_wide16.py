@@ -11,7 +11,7 @@ API (for poolcore.io)::
     decode(im, opener) -> (uint16 array, mode) | None     # before anything else loads ``im``
     check_not_wide(im, label) -> None                    # ReadError for layouts not decoded
     png16(a, dpi, icc, exif) -> bytes
-    tiff16(a, fp, dpi, icc, exif, *, keep_tags) -> None
+    tiff16(a, fp, dpi, icc, exif, *, keep_tags, unit=2) -> None
 """
 
 from __future__ import annotations
@@ -145,10 +145,11 @@ def png16(a: np.ndarray, dpi, icc: bytes | None, exif: bytes | None) -> bytes:
 
 
 def tiff16(a: np.ndarray, fp: BinaryIO, dpi, icc: bytes | None, exif: bytes | None, *,
-           keep_tags) -> None:
+           keep_tags, unit: int = 2) -> None:
     """A little-endian, deflate-compressed 16-bit RGB(A) TIFF, through Pillow's IFD writer.
     Of ``exif``, the tags in ``keep_tags`` are written (the others describe another file's
-    storage); its EXIF and GPS sub-IFDs are written nested."""
+    storage); its EXIF and GPS sub-IFDs are written nested. ``unit``: of ``dpi``, as TIFF's
+    ResolutionUnit (2 inch, 1 none)."""
     from PIL import TiffImagePlugin, TiffTags  # here: only TIFF writes pay for importing them
 
     h, w, c = a.shape
@@ -179,7 +180,7 @@ def tiff16(a: np.ndarray, fp: BinaryIO, dpi, icc: bytes | None, exif: bytes | No
     if dpi:
         ifd[282] = TiffImagePlugin.IFDRational(round(dpi[0] * 1000), 1000)
         ifd[283] = TiffImagePlugin.IFDRational(round(dpi[1] * 1000), 1000)
-        ifd[296] = 2
+        ifd[296] = unit
     if icc:
         ifd[34675] = icc
         ifd.tagtype[34675] = TiffTags.UNDEFINED

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _pilview
-from .io import frame_mode
+from .io import fit_imagej, frame_mode
 from .pipeline import Stage
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
       sRGB: those are left as they are.
     - Each stage yields the input's dtype (floats rounded half up, clipped to the dtype's
       range: a ``sum`` saturates), as if each stage were its own run, so ``avg(2) | avg(2)``
-      may differ from ``avg(4)`` by one level. DPI is divided by the size ratio of each axis.
+      may differ from ``avg(4)`` by one level. DPI is divided by the stride along each axis
+      (:meth:`Pipeline.scale`).
 
     ``.npy`` arrays are pooled over ``item.axes`` with poolcore's dtype rules, nothing else.
     """
@@ -78,13 +79,14 @@ def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
         for stage in pipeline.stages:
             a = _pool_stage(a, mode, stage, linear_light, backend, item.axes)
         out.append(a)
-    dpi = item.dpi
+    scale = pipeline.scale(frames[0].shape, item.axes)
+    dpi, exif = item.dpi, item.exif
     if dpi is not None:
         h, w = item.axes[-2:]  # of (0, 1), or of a volume's (0, 1, 2)
-        before, after = frames[0].shape, out[0].shape
-        dpi = (dpi[0] * after[w] / before[w] if before[w] else dpi[0],
-               dpi[1] * after[h] / before[h] if before[h] else dpi[1])
-    return replace(item, array=out[0], frames=out, dpi=dpi)
+        dpi = (dpi[0] / scale[w], dpi[1] / scale[h])
+    if item.layout == "dhw":  # an ImageJ stack's slice count and z spacing
+        exif = fit_imagej(exif, out[0].shape[0], scale[0])
+    return replace(item, array=out[0], frames=out, dpi=dpi, exif=exif)
 
 
 def _mode(a: np.ndarray, item: Item) -> str:

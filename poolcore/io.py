@@ -11,6 +11,7 @@ API (stable; poolcore.batch and the CLI build on it)::
     format_for_path(path) -> str | None      # "PNG", "JPEG", ..., "NPY"; None if not ours
     normalize_format(fmt) -> str             # "jpg", ".tif", "PNG" -> "JPEG", "TIFF", "PNG"
     frame_mode(array, item_mode) -> str      # one frame's mode (a TIFF's pages may differ)
+    fit_imagej(exif, depth, z_step) -> bytes # an ImageJ description fitted to a pooled stack
     Item                                     # dataclass: array, axes, kind, mode, frames, ...
     PoolIOError > ReadError(ValueError), WriteError(ValueError), OutputExistsError(FileExistsError)
     SUPPORTED_EXTENSIONS, LAYOUTS
@@ -158,6 +159,9 @@ class Item:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # "Exif\0\0" + TIFF data; orientation reset to 1
     dpi: tuple[float, float] | None = None  # (x, y), after orientation
+    # the unit of dpi: "inch", or "none" for a TIFF's unitless resolution (ImageJ and
+    # tifffile store pixels per micron so, the unit in the description), kept in TIFF only
+    resolution_unit: str = "inch"
     layout: str | None = None  # "hw"/"hwc" for images, "dhw" for a stack of pages as a
     # volume (array (D, H, W[, C]), axes (0, 1, 2)); the npy layout if one was given
     compression: str | None = None  # TIFF compression to reuse when writing TIFF
@@ -464,11 +468,17 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
     volume = volume and fmt == "TIFF" and n_frames > 1  # a stack of pages, not one image
     # The first frame is decoded before the metadata is read: a PNG's getexif() would load
     # it anyway, and the 16-bit path must swap the decoder's rawmode before any load.
+    if volume:
+        _check_imagej_stack(im, label)
+    # Pillow turns a TIFF upright itself as it loads it, and drops the tag; its resolution
+    # tags are still the file's, so the turn is noted before.
+    tiff_turn = im.tag_v2.get(0x0112, 1) if fmt == "TIFF" else 1
     wide = (_wide16.decode(im, lambda: _opened(opener, (im.format,))) if n_frames == 1
             else None)
     if wide is None:
         _wide16.check_not_wide(im, label)
         im.load()
+    turned_by_pillow = tiff_turn if 0x0112 not in getattr(im, "tag_v2", {0x0112: 1}) else 1
 
     # Metadata is taken while the file is open: a TIFF's EXIF sub-IFDs are read lazily.
     exif = im.getexif()
@@ -476,15 +486,20 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
     orientation = orientation if orientation in _TRANSPOSE else 1
     exif_bytes = _clean_exif(exif, from_tiff=fmt == "TIFF")
     icc = im.info.get("icc_profile") or None
-    dpi = _dpi(im.info.get("dpi"))
+    dpi, unit = _dpi(im.info.get("dpi")), "inch"
     if fmt == "TIFF" and 282 not in im.tag_v2:
         dpi = None  # Pillow reports (1, 1) for a TIFF without resolution tags
+    elif fmt == "TIFF" and im.tag_v2.get(296) == 1:  # no absolute unit (ImageJ: per micron)
+        dpi, unit = _dpi(im.info.get("resolution")), "none"
     if dpi is None and fmt in ("PNG", "WEBP"):
         # no pHYs: the EXIF's resolution, if any (Pillow does this for JPEG itself), so that
         # it is scaled with the pixels rather than kept and wrong by the pooling factor
         dpi = _exif_dpi(exif)
-    if dpi and orientation in (5, 6, 7, 8):  # a quarter turn swaps the axes
-        dpi = (dpi[1], dpi[0])
+    if dpi and (orientation in (5, 6, 7, 8) or turned_by_pillow in (5, 6, 7, 8)):
+        dpi = (dpi[1], dpi[0])  # a quarter turn swaps the axes
+    # what was applied on read, by this module or by Pillow
+    applied = orientation if orientation != 1 or turned_by_pillow not in _TRANSPOSE \
+        else turned_by_pillow
     loop = im.info.get("loop")
     compression = im.info.get("compression") if fmt == "TIFF" else None
 
@@ -527,8 +542,9 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
         modes.append(mode)
     if volume:
         return Item(stack, (0, 1, 2), "image", mode=modes[0], format=fmt, icc_profile=icc,
-                    exif=exif_bytes, dpi=dpi, layout="dhw", compression=compression,
-                    orientation=orientation, source=label)
+                    exif=exif_bytes, dpi=dpi, resolution_unit=unit, layout="dhw",
+                    compression=compression,
+                    orientation=applied, source=label)
     frames, modes = _unify(frames, modes, label)
     animated = n_frames > 1
     if animated and fmt == "WEBP" and modes[0] == "RGBA" and all(
@@ -552,11 +568,60 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
         icc_profile=icc,
         exif=exif_bytes,
         dpi=dpi,
+        resolution_unit=unit,
         layout="hw" if first.ndim == 2 else "hwc",
         compression=compression,
-        orientation=orientation,
+        orientation=applied,
         source=label,
     )
+
+
+def _imagej_fields(description) -> dict[str, str] | None:
+    """The ``key=value`` lines of an ImageJ TIFF description (``ImageJ=1.54f\nimages=6\n
+    slices=6\nunit=micron\nspacing=0.5\n...``); None for any other description."""
+    if not isinstance(description, str) or not description.startswith("ImageJ="):
+        return None
+    return dict(line.split("=", 1) for line in description.splitlines() if "=" in line)
+
+
+def _check_imagej_stack(im, label: str) -> None:
+    """Refuse to make a volume of an ImageJ hyperstack: its pages interleave channels and time
+    points, which pooling along the pages would average together as if they were z."""
+    fields = _imagej_fields(im.tag_v2.get(270)) or {}
+    try:
+        channels, frames = int(fields.get("channels", 1)), int(fields.get("frames", 1))
+    except ValueError:
+        return
+    if channels > 1 or frames > 1:
+        raise ReadError(
+            label, f"is an ImageJ hyperstack ({channels} channel(s), {fields.get('slices', 1)} "
+            f"slice(s), {frames} time point(s)): --layout dhw would pool its channels and time "
+            "points along z with the slices; save one stack per channel and time point first")
+
+
+def fit_imagej(exif: bytes | None, depth: int, z_step: float) -> bytes | None:
+    """``exif`` (a TIFF's descriptive tags, :attr:`Item.exif`) with an ImageJ description
+    fitted to a volume pooled to ``depth`` slices ``z_step`` slices apart: ``images`` and
+    ``slices`` counted again, ``spacing`` (the z calibration) multiplied. Anything else is
+    returned as it is."""
+    if not exif:
+        return exif
+    e = Image.Exif()
+    e.load(exif)
+    text = e.get(270)
+    if _imagej_fields(text) is None:
+        return exif
+    lines = []
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if key in ("images", "slices"):
+            value = str(depth)
+        elif key == "spacing":
+            with contextlib.suppress(ValueError):
+                value = format(float(value) * z_step, ".10g")
+        lines.append(key + sep + value)
+    e[270] = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    return e.tobytes()
 
 
 def _dpi(value) -> tuple[float, float] | None:
@@ -883,13 +948,15 @@ def _encode(item: Item, fp: BinaryIO, fmt: str, quality: int | None) -> None:
     frames = item.pages
     mode = frame_mode(frames[0], item.mode)
     size = (frames[0].shape[1], frames[0].shape[0])
-    exif = _exif_for(item.exif, fmt, item.dpi, size)
+    inch_dpi = item.dpi if item.resolution_unit == "inch" else None
+    exif = _exif_for(item.exif, fmt, inch_dpi, size)
     icc = item.icc_profile
     if mode in ("RGB;16", "RGBA;16", "LA;16"):
         if fmt == "PNG":
-            fp.write(_wide16.png16(frames[0], item.dpi, icc, exif))
+            fp.write(_wide16.png16(frames[0], inch_dpi, icc, exif))
         else:
-            _wide16.tiff16(frames[0], fp, item.dpi, icc, exif, keep_tags=_DESCRIPTIVE_TAGS)
+            _wide16.tiff16(frames[0], fp, item.dpi, icc, exif, keep_tags=_DESCRIPTIVE_TAGS,
+                           unit=1 if item.resolution_unit == "none" else 2)
         return
     images = [_to_pil(a, item.mode, fmt) for a in frames]
     if icc and mode in ("L", "LA") and images[0].mode not in ("L", "LA") and (
@@ -901,8 +968,10 @@ def _encode(item: Item, fp: BinaryIO, fmt: str, quality: int | None) -> None:
         params["icc_profile"] = icc
     if exif and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
         params["exif"] = exif
-    if item.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
-        params["dpi"] = item.dpi
+    if inch_dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
+        params["dpi"] = inch_dpi
+    elif item.dpi and fmt == "TIFF":  # unitless: no other format holds that
+        params.update(x_resolution=item.dpi[0], y_resolution=item.dpi[1], resolution_unit=1)
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = _DEFAULT_QUALITY if quality is None else int(quality)
     if fmt == "TIFF" and item.compression in _TIFF_COMPRESSIONS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .api import adaptive_pool, adaptive_spec, pool, pool_spec
-from .geometry import ADAPTIVE_OPS, OPS, default_nd
+from .geometry import ADAPTIVE_OPS, OPS, AdaptiveSpec, PoolSpec, default_nd
 
 # Parameters of each kind of stage, in positional order, with their defaults.
 POOL_PARAMS = {
@@ -106,14 +106,17 @@ class Stage:
             return adaptive_pool(x, self.base_op, kw["output_size"], axes=axes, backend=backend)
         return pool(x, self.op, axes=axes, backend=backend, **kw)
 
-    def output_shape(self, shape: Sequence[int], axes=None) -> tuple[int, ...]:
-        """The shape this stage makes of an input of ``shape`` (validates like a call)."""
+    def spec(self, shape: Sequence[int], axes=None) -> PoolSpec | AdaptiveSpec:
+        """This stage's validated call on an input of ``shape``: its windows per axis."""
         kw = self.kwargs
         if self.is_adaptive:
-            spec = adaptive_spec(shape, self.base_op, kw["output_size"], axes=axes)
-        else:
-            spec = pool_spec(shape, self.op, axes=axes, **kw)
-        return spec.out_shape(shape)
+            return adaptive_spec(shape, self.base_op, kw["output_size"], axes=axes)
+        return pool_spec(shape, self.op, axes=axes, **kw)
+
+    def output_shape(self, shape: Sequence[int], axes=None) -> tuple[int, ...]:
+        """The shape this stage makes of an input of ``shape`` (validates like a call)."""
+        return self.spec(shape, axes).out_shape(shape)
+
 
     def __str__(self) -> str:
         kw = self.kwargs
@@ -239,10 +242,24 @@ class Pipeline:
         return shape
 
     def scale(self, shape: Sequence[int], axes=None) -> tuple[float, ...]:
-        """Input length over output length, per axis of ``shape`` (1.0 where unpooled): the
-        factor by which, e.g., an image's DPI shrinks."""
-        out = self.output_shape(shape, axes)
-        return tuple(n / o if o else float("inf") for n, o in zip(shape, out))
+        """How far apart neighbouring outputs are, in input elements, per axis of ``shape``
+        (1.0 where unpooled): the product of the stages' strides (an adaptive stage, whose
+        windows have no fixed stride: its input over output length). The factor by which an
+        image's DPI shrinks: ``max(3, stride=1)`` keeps it, ``avg(7)`` divides it by 7
+        whatever the rows left over at the edge."""
+        shape = tuple(int(n) for n in shape)
+        factor = [1.0] * len(shape)
+        for stage in self.stages:
+            spec = stage.spec(shape, axes)
+            if isinstance(spec, PoolSpec):
+                steps = [float(w.s) for w in spec.windows]
+            else:
+                steps = [shape[ax] / n if shape[ax] and n else 1.0
+                         for ax, n in zip(spec.axes, spec.sizes)]
+            for ax, step in zip(spec.axes, steps):
+                factor[ax] *= step
+            shape = spec.out_shape(shape)
+        return tuple(factor)
 
     @property
     def ops(self) -> tuple[str, ...]:

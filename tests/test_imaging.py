@@ -34,6 +34,18 @@ def test_dpi_scaled_per_axis_by_the_pipeline():
     assert out.dpi == pytest.approx((100, 150))
 
 
+@pytest.mark.parametrize("text, dpi", [
+    ("avg(7)", 300 / 7),  # 400x600 is no multiple of 7: the pitch is still 7 pixels
+    ("max(3, stride=1)", 300),  # overlapping windows one pixel apart keep the pitch
+    ("max(3, stride=2, padding=1, ceil_mode=True)", 150),
+    ("adaptive_avg((100, 300))", (150, 75)),  # (x, y): 600/300 wide, 400/100 high
+])
+def test_dpi_divided_by_the_stride_not_the_size_ratio(text, dpi):
+    out = pool_item(pio.read(SAMPLES / "photo.jpg"), Pipeline.parse(text))
+    expected = dpi if isinstance(dpi, tuple) else (dpi, dpi)
+    assert out.dpi == pytest.approx(expected)
+
+
 # ---------------------------------------------------------------------- alpha
 
 

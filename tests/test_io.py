@@ -421,6 +421,77 @@ def test_tiff_without_resolution_has_no_dpi():
     assert pio.read(encode_pil(Image.fromarray(u8(4, 4)), "TIFF")).dpi is None
 
 
+def _tiff_tags(**tags) -> TiffImagePlugin.ImageFileDirectory_v2:
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, value in tags.items():
+        ifd[int(tag[1:])] = value
+    return ifd
+
+
+@pytest.mark.parametrize("kind", ["L", "RGB;16"])
+def test_tiff_unitless_resolution_is_kept_and_scaled(tmp_path, kind):
+    """ImageJ and tifffile store a calibration as pixels per micron with ResolutionUnit 1
+    (none): pooled by 2, the output TIFF says half of it, still without a unit; formats that
+    cannot say "no unit" get no resolution rather than a wrong one in inches."""
+    tags = _tiff_tags(t282=TiffImagePlugin.IFDRational(5), t283=TiffImagePlugin.IFDRational(4),
+                      t296=1)
+    if kind == "L":
+        data = encode_pil(Image.fromarray(u8(8, 12)), "TIFF", tiffinfo=tags)
+    else:
+        buf = io.BytesIO()
+        _wide16.tiff16(u16(8, 12, 3), buf, (5, 4), None, None, keep_tags=(), unit=1)
+        data = buf.getvalue()
+    item = pio.read(data)
+    assert (item.dpi, item.resolution_unit) == ((5, 4), "none")
+    pooled = pool_item(item, AVG2)
+    with opened(pio.write(pooled, tmp_path / "o.tif")) as back:
+        assert (float(back.tag_v2[282]), float(back.tag_v2[283])) == (2.5, 2.0)
+        assert back.tag_v2[296] == 1
+    with opened(pio.write(pooled, tmp_path / "o.png")) as png:
+        assert "dpi" not in png.info
+
+
+def test_tiff_orientation_turns_its_dpi_too():
+    """Pillow turns an oriented TIFF upright as it loads it; its resolution tags are the
+    file's, so a quarter turn swaps them, as for a JPEG."""
+    tags = _tiff_tags(t274=6, t282=TiffImagePlugin.IFDRational(300),
+                      t283=TiffImagePlugin.IFDRational(100), t296=2)
+    item = pio.read(encode_pil(Image.fromarray(u8(4, 6)), "TIFF", tiffinfo=tags))
+    assert item.array.shape == (6, 4)
+    assert item.dpi == (100, 300) and item.orientation == 6
+
+
+IMAGEJ = "ImageJ=1.54f\nimages=6\nslices=6\nunit=micron\nspacing=0.5\nloop=false\n"
+
+
+def test_imagej_stack_description_follows_the_pooled_volume(tmp_path):
+    pages = [Image.fromarray(np.full((8, 10), i * 1000, np.uint16)) for i in range(6)]
+    tags = _tiff_tags(t270=IMAGEJ, t282=TiffImagePlugin.IFDRational(5),
+                      t283=TiffImagePlugin.IFDRational(5), t296=1)
+    data = encode_pil(pages[0], "TIFF", tiffinfo=tags, save_all=True, append_images=pages[1:])
+    pooled = pool_item(pio.read(data, layout="dhw"), Pipeline.parse("avg((3, 2, 2))"))
+    with opened(pio.write(pooled, tmp_path / "o.tif")) as back:
+        assert back.n_frames == 2
+        assert back.tag_v2[270] == IMAGEJ.replace("=6", "=2").replace("0.5", "1.5")
+        assert float(back.tag_v2[282]) == 2.5 and back.tag_v2[296] == 1
+    # pooled page by page, the stack keeps its six slices and its description
+    flat = pool_item(pio.read(data), AVG2)
+    with opened(pio.write(flat, tmp_path / "flat.tif")) as back:
+        assert back.n_frames == 6 and back.tag_v2[270] == IMAGEJ
+
+
+def test_imagej_hyperstack_is_not_made_a_volume():
+    """A hyperstack's pages interleave channels (and time points): averaging them along the
+    pages would mix the channels."""
+    pages = [Image.fromarray(u8(4, 4)) for _ in range(4)]
+    desc = "ImageJ=1.54f\nimages=4\nchannels=2\nslices=2\nhyperstack=true\n"
+    data = encode_pil(pages[0], "TIFF", tiffinfo=_tiff_tags(t270=desc), save_all=True,
+                      append_images=pages[1:])
+    with pytest.raises(pio.ReadError, match=r"ImageJ hyperstack \(2 channel\(s\), 2 slice"):
+        pio.read(data, layout="dhw")
+    assert pio.read(data).layout == "hw"  # page by page it is fine
+
+
 # ---------------------------------------------------------------------- frames
 
 

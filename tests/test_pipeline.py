@@ -57,10 +57,16 @@ def test_adaptive_and_lp_stages_call_the_library():
     )
 
 
-def test_scale_is_input_over_output_per_axis():
+def test_scale_is_the_step_between_outputs_per_axis():
+    # strides multiply, whatever the rows left over (400 = 2 * 3 * 66 + 4)
     assert Pipeline.parse("avg(2) | max(3, stride=3)").scale((600, 400, 3), axes=(0, 1)) == (
-        6.0, 400 / 66, 1.0,
+        6.0, 6.0, 1.0,
     )
+    # an overlapping window with stride 1 keeps the pixel pitch; padding changes nothing
+    assert Pipeline.parse("max(3, stride=1, padding=1)").scale((50, 40)) == (1.0, 1.0)
+    assert Pipeline.parse("avg((2, 3), ceil_mode=True)").scale((7, 7)) == (2.0, 3.0)
+    # adaptive windows have no fixed stride: input over output length
+    assert Pipeline.parse("avg(2) | adaptive_max((10, 4))").scale((60, 40)) == (6.0, 10.0)
 
 
 def test_single_is_the_cli_shorthand():
