@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 
 import click
@@ -39,7 +40,10 @@ class _Command(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)
                 if isinstance(p, click.Option)}
-        rows = {name: row for name, row in rows.items() if row}
+        # "--strip / --no-strip": the --no- forms (to undo a --config flag) are said once, in
+        # --config's help, rather than doubling every flag's line
+        rows = {name: (re.sub(r" / --no-[a-z-]+", "", row[0]), row[1])
+                for name, row in rows.items() if row}
         # One width for the first column of every section, as one list would have.
         width = min(max(len(term) for term, _ in rows.values()), 30)
         for title, names in SECTIONS + (("Other", tuple(rows)),):
@@ -99,7 +103,7 @@ def _config_keys(command: click.Command) -> dict[str, str]:
     keys = {}
     for p in command.params:
         if isinstance(p, click.Option) and p.name not in ("config", "version"):
-            for opt in p.opts + p.secondary_opts:
+            for opt in p.opts:  # not --no-strip: `no-strip = true` would read as strip
                 if opt.startswith("--"):
                     keys[opt[2:]] = p.name
     return keys
@@ -137,9 +141,12 @@ def _load_config(ctx: click.Context, param, value):
             )
         option = next(p for p in ctx.command.params if p.name == name)
         try:  # checked here, so that the message names the file and its key
-            if isinstance(v, bool) and not option.is_flag:  # quality = true would be 1
-                raise click.BadParameter(f"{option.opts[-1]} takes a value, not true or false")
-            option.type_cast_value(ctx, v)
+            wrong = _toml_type_error(option, v)
+            if wrong:
+                raise click.BadParameter(f"{option.opts[-1]} {wrong}")
+            v = option.type_cast_value(ctx, v)
+            if option.callback is not None and name != "pipeline":
+                v = option.callback(ctx, option, v)
         except click.BadParameter as e:
             shown = str(v).lower() if isinstance(v, bool) else repr(v)  # as TOML writes it
             raise ConfigError(value, hint=f"{key} = {shown}: {e.message}") from None
@@ -151,6 +158,24 @@ def _load_config(ctx: click.Context, param, value):
             raise ConfigError(value, hint=str(e).removeprefix(f"{value}: ")) from None
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _toml_type_error(option: click.Option, v) -> str | None:
+    """Why ``v``, a TOML value, cannot be ``option``'s, if it cannot. TOML has types where the
+    command line has strings: a flag takes true or false (not 1), a count a whole number (not
+    90.5, which Click would cut to 90), a path or a name a string (not 5)."""
+    if option.is_flag:
+        return None if isinstance(v, bool) else "takes true or false"
+    if isinstance(v, bool):
+        return "takes a value, not true or false"
+    if isinstance(option.type, IntTuple):
+        ints = isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool)
+                                           for x in v)
+        return None if ints or isinstance(v, (int, str)) else (
+            'takes an int, a list of ints or a string such as "2,3"')
+    if isinstance(option.type, click.types.IntParamType):
+        return None if isinstance(v, int) else "takes a whole number"
+    return None if isinstance(v, str) else "takes a string"
 
 
 def _parse_pipeline(ctx: click.Context, param, value):
@@ -204,12 +229,13 @@ def _suffix(*suffixes: str):
               help="Kernel of --op (the output size for an adaptive op).")
 @click.option("-s", "--stride", type=IntTuple(), help="Stride of --op [default: the kernel].")
 @click.option("--padding", type=IntTuple(), help="Padding of --op [default: 0].")
-@click.option("--ceil-mode", is_flag=True, default=None, help="Round --op's output length up.")
+@click.option("--ceil-mode/--no-ceil-mode", default=None, help="Round --op's output length up.")
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_load_config, metavar="FILE.toml",
               help='TOML: the stages (pipeline = "avg(2)" or [[stages]] tables) and any long '
-              "option (workers = 4); flags on the command line win.")
-@click.option("-r", "--recursive", is_flag=True, help="Descend into directories.")
+              "option (workers = 4); the command line wins: --no-strip, --no-overwrite and the "
+              "like undo a flag the file sets.")
+@click.option("-r", "--recursive/--no-recursive", help="Descend into directories.")
 @click.option("--layout", type=click.Choice(LAYOUTS, case_sensitive=False), metavar="LAYOUT",
               help=f"Axes of .npy inputs: {', '.join(LAYOUTS)}; H, W (and D) are pooled "
               "[default: the last two axes]. dhw also makes a multi-page TIFF one volume, "
@@ -218,18 +244,18 @@ def _suffix(*suffixes: str):
               metavar="EXT", help=f"Output format: {', '.join(FORMATS)} [default: the input's].")
 @click.option("--quality", type=click.IntRange(1, 100), metavar="Q",
               help="JPEG/WebP quality [default: 90].")
-@click.option("--strip", is_flag=True,
+@click.option("--strip/--no-strip",
               help="Drop EXIF metadata (GPS position, camera, dates) from the outputs; the "
               "colour profile and DPI are kept.")
 @click.option("--background", type=Colour(), metavar="COLOR",
               help="Flatten transparency onto COLOR (white, #f0f0f0, ...) before pooling, so "
               "that images with alpha can be written as JPEG or BMP.")
-@click.option("--linear-light", is_flag=True,
+@click.option("--linear-light/--no-linear-light",
               help="Average in linear light rather than gamma-encoded sRGB.")
 @click.option("--max-pixels", type=click.IntRange(min=1), metavar="N",
               help="Accept images up to N pixels [default: Pillow's bomb limit, ~179 M].")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
-@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists.")
+@click.option("--overwrite/--no-overwrite", help="Replace existing outputs (never an input).")
+@click.option("--skip-existing/--no-skip-existing", help="Skip inputs whose output exists.")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="Worker processes [default: one per CPU; 1 for under 4 MB of input].")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
@@ -238,7 +264,7 @@ def _suffix(*suffixes: str):
               "POOLCORE_THREADS].")
 @click.option("--backend", type=click.Choice(("auto", "numpy", "fast")), default="auto",
               show_default=True, help="Pooling kernels.")
-@click.option("--fail-fast", is_flag=True, help="Stop at the first failed file.")
+@click.option("--fail-fast/--no-fail-fast", help="Stop at the first failed file.")
 @click.option("--dry-run", is_flag=True,
               help="List inputs, outputs and shapes on stdout; write nothing.")
 @click.option("--report", type=click.Path(dir_okay=False), metavar="FILE.json|FILE.csv",
@@ -246,7 +272,7 @@ def _suffix(*suffixes: str):
 @click.option("--contact-sheet", type=click.Path(dir_okay=False), metavar="FILE.png",
               callback=_suffix(".png"),
               help=f"A PNG of the first {CONTACT_SHEET_LIMIT} images beside their outputs.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary; failures only.")
+@click.option("-q", "--quiet/--no-quiet", help="No progress bar, no summary; failures only.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--version", is_flag=True, is_eager=True, expose_value=False,
               callback=_print_version, help="Show the version and the backends, and exit.")
@@ -289,7 +315,12 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
 
     source = ctx.get_parameter_source
     if overwrite and skip_existing:
-        raise click.UsageError("--overwrite and --skip-existing exclude each other")
+        given = [n for n in ("overwrite", "skip_existing")
+                 if source(n) is ParameterSource.COMMANDLINE]
+        if len(given) != 1:
+            raise click.UsageError("--overwrite and --skip-existing exclude each other")
+        # one from --config: the command line wins
+        overwrite, skip_existing = given == ["overwrite"], given == ["skip_existing"]
 
     # The pipeline: -p or the --op shorthand; one given on the command line beats --config's.
     from_cli = {n for n in ("pipeline", "op") if source(n) is ParameterSource.COMMANDLINE}
@@ -316,6 +347,9 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
             )
     else:
         if kernel is None:
+            if source("kernel") is ParameterSource.COMMANDLINE:  # -k none
+                raise click.BadParameter("none keeps an axis of an adaptive op's output size; "
+                                         "give a size", ctx=ctx, param_hint="-k/--kernel")
             raise click.UsageError("--op needs -k/--kernel")
         window = {"stride": stride, "padding": padding or 0, "ceil_mode": bool(ceil_mode)}
         if op.startswith("adaptive_") and source("op") is ParameterSource.COMMANDLINE:
@@ -335,13 +369,16 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
             ctx=ctx, param_hint="--backend",
         )
 
-    options = batch.BatchOptions(
-        output=output, recursive=recursive, workers=workers, threads=threads, backend=backend,
-        layout=layout.lower() if layout else None, overwrite=overwrite,
-        skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run,
-        format=format_.lower() if format_ else None, quality=quality,
-        strip=strip, background=background, linear_light=linear_light, max_pixels=max_pixels,
-    )
+    try:
+        options = batch.BatchOptions(
+            output=output, recursive=recursive, workers=workers, threads=threads, backend=backend,
+            layout=layout.lower() if layout else None, overwrite=overwrite,
+            skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run,
+            format=format_.lower() if format_ else None, quality=quality,
+            strip=strip, background=background, linear_light=linear_light, max_pixels=max_pixels,
+        )
+    except ValueError as e:  # what Click's types cannot say: threads over the kernels' cap
+        raise click.UsageError(str(e)) from None
     try:
         plan = batch.plan(inputs, options)
     except ValueError as e:
@@ -381,8 +418,8 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
                 why = getattr(e, "strerror", None) or e
                 click.echo(f"poolimg: cannot write the report {report}: {why}", err=True)
                 status = 1
-        if contact_sheet is not None:
-            _contact_sheet(records, contact_sheet, quiet)
+        if contact_sheet is not None and not _contact_sheet(records, contact_sheet, quiet):
+            status = 1  # asked for and not written, as for --report
     if not quiet:
         click.echo(reports.format_summary(records, summary, dry_run=dry_run), err=True)
         if dry_run and (report or contact_sheet):
@@ -496,21 +533,29 @@ def _make_parent(path: str) -> None:
         os.makedirs(parent, exist_ok=True)
 
 
-def _contact_sheet(records, path: str, quiet: bool) -> None:
+def _contact_sheet(records, path: str, quiet: bool) -> bool:
+    """Write the contact sheet; False (said on stderr) when it could not be. A run that wrote
+    no image (all skipped by --skip-existing, all .npy) has none to show: said, not failed, so
+    that an up-to-date rerun in CI still exits 0."""
     from poolcore import report as reports
 
+    images = sum(r.status == "ok" and r.output not in (None, "-")
+                 and not str(r.output).lower().endswith(".npy") for r in records)
+    if not images:
+        click.echo(f"poolimg: no contact sheet: this run wrote no image to show ({path} "
+                   "not written)", err=True)
+        return True
     try:
         _make_parent(path)
         shown = reports.contact_sheet(records, path, limit=CONTACT_SHEET_LIMIT)
     except (OSError, ValueError) as e:
         why = getattr(e, "strerror", None) or e
         click.echo(f"poolimg: contact sheet {path} not written: {why}", err=True)
-        return
-    images = sum(r.status == "ok" and not str(r.output).lower().endswith(".npy")
-                 for r in records)
+        return False
     if not quiet:
         more = f" (the first {shown} of {images} images)" if images > shown else ""
         click.echo(f"contact sheet: {path}{more}", err=True)
+    return True
 
 
 def run() -> None:

@@ -77,6 +77,15 @@ class BatchOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
+        if self.threads is not None:
+            try:
+                from .fast_backend import MAX_THREADS
+            except ImportError:  # no compiled kernels: threads only read ahead
+                pass
+            else:
+                if self.threads > MAX_THREADS:
+                    raise ValueError(f"`threads` must be from 1 to {MAX_THREADS} (the compiled "
+                                     f"kernels' limit), got {self.threads}")
         if self.format is not None:
             from .io import normalize_format
 

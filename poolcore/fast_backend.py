@@ -109,6 +109,10 @@ def covered() -> list[tuple[str, str, str]]:
 # --------------------------------------------------------------------------- threads
 
 
+# Threads a call may use at most (_fast.c's run_job splits no job further).
+MAX_THREADS = 256
+
+
 def _default_threads() -> int:
     env = os.environ.get("POOLCORE_THREADS")
     if env:
@@ -117,8 +121,8 @@ def _default_threads() -> int:
         except ValueError:
             n = 0
         if n >= 1:
-            return n
-    return max(1, os.cpu_count() or 1)
+            return min(n, MAX_THREADS)
+    return max(1, min(os.cpu_count() or 1, MAX_THREADS))
 
 
 _threads = _default_threads()
@@ -133,8 +137,8 @@ def set_threads(n: int | None) -> int:
         _threads = _default_threads()
     else:
         n = int(n)
-        if n < 1:
-            raise ValueError(f"`threads` must be >= 1, got {n}")
+        if not 1 <= n <= MAX_THREADS:
+            raise ValueError(f"`threads` must be from 1 to {MAX_THREADS}, got {n}")
         _threads = n
     return old
 

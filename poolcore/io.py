@@ -863,8 +863,10 @@ def _check_writable(item: Item, fmt: str, label: str,
         if mode not in _CAN_HOLD[fmt]:
             why = _WHY.get(mode, "this kind of data")
             suggest = _SUGGEST.get(mode, "npy")
+            flatten = ", or --background COLOR to flatten the alpha" if mode in (
+                "LA", "RGBA") else ""
             raise WriteError(
-                label, f"{fmt} cannot hold mode {mode} ({why}); use --format {suggest}")
+                label, f"{fmt} cannot hold mode {mode} ({why}); use --format {suggest}{flatten}")
         if mode in ("RGB;16", "RGBA;16", "LA;16") and pages > 1:
             raise WriteError(label, "16-bit colour is written as a single frame only")
 

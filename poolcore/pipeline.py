@@ -196,6 +196,9 @@ class Pipeline:
         if "pipeline" in data and "stages" in data:
             raise ValueError(f"{source}: give either `pipeline` or `stages`, not both")
         if "pipeline" in data:
+            if not isinstance(data["pipeline"], str):
+                raise TypeError(f"{source}: `pipeline` must be a string such as \"avg(2)\", "
+                                f"got {data['pipeline']!r}")
             try:
                 return cls.parse(data["pipeline"])
             except (TypeError, ValueError) as e:
@@ -205,6 +208,9 @@ class Pipeline:
             raise ValueError(f"{source}: expected `pipeline = \"...\"` or [[stages]] tables")
         stages = []
         for number, table in enumerate(tables, start=1):
+            if not isinstance(table, Mapping):
+                raise TypeError(f"{source}: stage {number} must be a table with `op` and its "
+                                f"parameters ([[stages]]), got {table!r}")
             params = dict(table)
             op = params.pop("op", None)
             try:

@@ -195,6 +195,19 @@ def test_config_stages_tables(src):
          "background = 'nocolour': 'nocolour' is not a colour"),
         ('pipeline = "avg(2)"\nquality = true\n',
          "quality = true: --quality takes a value, not true or false"),
+        # TOML's types are checked, not cast: no crash, no silent truncation
+        ('pipeline = "avg(2)"\nrecursive = 1\n', "recursive = 1: --recursive takes true or "
+         "false"),
+        ('pipeline = "avg(2)"\nquality = 90.5\n',
+         "quality = 90.5: --quality takes a whole number"),
+        ('pipeline = "avg(2)"\nworkers = [1, 2]\n', "workers = [1, 2]: --workers takes a whole"),
+        ('pipeline = "avg(2)"\nreport = 5\n', "report = 5: --report takes a string"),
+        ('pipeline = "avg(2)"\nreport = "r.txt"\n', "report = 'r.txt': must end with .json or "
+         ".csv, got 'r.txt'"),
+        ("pipeline = 5\n", "pipeline = 5: --pipeline takes a string"),
+        ("stages = [1]\n", "stage 1 must be a table with `op` and its parameters ([[stages]]), "
+         "got 1"),
+        ('pipeline = "avg(2)"\nno-strip = true\n', "unknown key 'no-strip'"),
     ],
 )
 def test_a_bad_config_is_a_usage_error(src, text, message):
@@ -202,6 +215,41 @@ def test_a_bad_config_is_a_usage_error(src, text, message):
     r = invoke(["src", "-r", "-o", "o", "--config", "bad.toml"])
     assert r.exit_code == 2
     assert r.stderr.startswith(f"Error: Invalid config file 'bad.toml': {message}")
+
+
+def test_the_command_line_beats_the_configs_flags(src):
+    """A flag set in the file yields to its opposite on the command line: --no-strip, or
+    --skip-existing against the file's overwrite (which, typed together, exclude each other)."""
+    Path("pool.toml").write_text('pipeline = "avg(2)"\nrecursive = true\noverwrite = true\n')
+    assert invoke(["src", "-o", "o", "--config", "pool.toml", "-q"]).exit_code == 0
+    before = tree(Path("o"))
+    Path("o/a.png").write_bytes(b"mine")
+    r = invoke(["src", "-o", "o", "--config", "pool.toml", "--skip-existing"])
+    assert r.exit_code == 0 and "0 ok, 0 failed, 3 skipped" in r.stderr
+    assert Path("o/a.png").read_bytes() == b"mine"
+    r = invoke(["src", "-o", "o", "--config", "pool.toml", "--no-overwrite", "-q"])
+    assert r.exit_code == 1 and "output exists" in r.stderr
+    r = invoke(["src", "-o", "o", "--config", "pool.toml", "--no-recursive"])
+    assert r.exit_code == 2 and "is a directory: pass -r" in r.stderr
+    assert invoke(["src", "-o", "o", "--config", "pool.toml", "-q"]).exit_code == 0
+    assert tree(Path("o")) == before
+    r = invoke(["src", "-r", "-o", "o", "-p", "avg(2)", "--overwrite", "--skip-existing"])
+    assert r.exit_code == 2 and "exclude each other" in r.stderr
+
+
+def test_threads_over_the_kernels_limit_are_a_usage_error(src, monkeypatch):
+    r = invoke(["src/a.png", "-o", "o.png", "-p", "avg(2)", "--threads", "3000000000"])
+    assert r.exit_code == 2 and "got 3000000000" in r.stderr
+    assert not Path("o.png").exists()
+    fast_backend = pytest.importorskip("poolcore.fast_backend")
+    monkeypatch.setenv("POOLCORE_THREADS", "3000000000")  # more than the kernels split into
+    assert fast_backend._default_threads() == fast_backend.MAX_THREADS
+
+
+def test_k_none_is_not_a_kernel(src):
+    r = invoke(["src/a.png", "-o", "o.png", "--op", "max", "-k", "none"])
+    assert r.exit_code == 2
+    assert "-k/--kernel: none keeps an axis of an adaptive op's output size" in r.stderr
 
 
 def test_a_missing_config(src):
@@ -417,6 +465,18 @@ def test_contact_sheet_says_when_it_shows_only_some(src):
     assert "contact sheet: sheet.png (the first 6 of 10 images)" in r.stderr
     with Image.open("sheet.png") as im:
         assert im.format == "PNG"
+
+
+def test_a_contact_sheet_not_written_fails_the_run(src):
+    """As for --report: what was asked for and not made is exit status 1."""
+    Path("file").write_text("in the way of a directory")
+    r = invoke(["src", "-r", "-o", "out", "-p", "avg(2)", "--contact-sheet", "file/sheet.png"])
+    assert r.exit_code == 1 and "contact sheet file/sheet.png not written" in r.stderr
+    # no image written (arrays only, or all skipped): nothing to show, not a failure
+    np.save("t.npy", np.zeros((4, 4)))
+    r = invoke(["t.npy", "-o", "t2.npy", "-p", "avg(2)", "--contact-sheet", "s2.png"])
+    assert r.exit_code == 0 and "no contact sheet: this run wrote no image" in r.stderr
+    assert not Path("s2.png").exists()
 
 
 @pytest.mark.parametrize("extra, named", [(["-s", "2"], "-s/--stride"),
