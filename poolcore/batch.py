@@ -340,6 +340,7 @@ def _classify(path: str, by_suffix: bool = True) -> tuple[str | None, str | None
 
 
 HIDDEN = "hidden (its name starts with a dot)"
+OUTPUT_DIR = "the output directory (what is in it is outputs, not inputs)"
 
 
 def _walk(root: str, exclude_real: str | None
@@ -356,7 +357,10 @@ def _walk(root: str, exclude_real: str | None
         for d in sorted(dirnames):
             full = os.path.join(dirpath, d)
             if exclude_real is not None and os.path.realpath(full) == exclude_real:
-                continue  # the output directory inside an input directory
+                # the output directory inside an input directory: said, so that a run whose
+                # only images are there does not end in a bare "no files"
+                yield full, os.path.relpath(full, root), "skipped", OUTPUT_DIR
+                continue
             if d.startswith("."):  # .git, .cache, ...: as a shell glob, not entered
                 yield full, os.path.relpath(full, root), "skipped", HIDDEN
                 continue

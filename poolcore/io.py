@@ -1022,12 +1022,19 @@ def _to_pil(a: np.ndarray, hint: str | None, fmt: str) -> Image.Image:
 
 
 def _exif_for(exif: bytes | None, fmt: str, dpi, size: tuple[int, int]) -> bytes | None:
-    """The item's EXIF fitted to the output: resolution and pixel dimensions updated."""
-    if not exif or fmt in ("BMP", "GIF", "NPY"):
+    """The item's EXIF fitted to the output: resolution and pixel dimensions updated. A WebP
+    holds a resolution only in its EXIF: one is made for it (with --strip too, which keeps the
+    DPI)."""
+    webp_dpi = fmt == "WEBP" and bool(dpi)
+    if (not exif and not webp_dpi) or fmt in ("BMP", "GIF", "NPY"):
         return None
     try:
         e = Image.Exif()
-        e.load(exif)
+        if exif:
+            e.load(exif)
+        if webp_dpi and 282 not in e:
+            e[296] = 2  # inches; the values are set just below
+            e[282] = e[283] = 0
         if fmt == "TIFF":
             for tag in list(e):
                 if tag not in _DESCRIPTIVE_TAGS:

@@ -205,6 +205,8 @@ def test_the_output_directory_inside_an_input_is_not_read(photos):
     image(out / "old.png")
     plan = batch.plan([photos], BatchOptions(output=out, recursive=True))
     assert not any("small" in t.input for t in plan.tasks)
+    # said as a skipped entry: a run whose only images are there does not end in "no files"
+    assert by_input(plan)[str(out)] == ("skipped", batch.OUTPUT_DIR)
 
 
 def test_options_are_checked():

@@ -429,6 +429,17 @@ def test_strip_drops_exif_and_keeps_the_colour_profile_and_dpi(src):
         assert kept.getexif().get_ifd(0x8825)[1] == "N"
         assert not thumb.getexif() and "exif" not in thumb.info
         assert thumb.info["icc_profile"] == icc and thumb.info["dpi"] == (150, 150)
+    # A WebP holds its DPI only in EXIF: --strip keeps a resolution-only EXIF there, and a
+    # JPEG whose DPI is its JFIF density gets one too
+    Image.open("src/b.jpg").save("plain.jpg", dpi=(300, 300))
+    for name, args in (("phone.jpg", ["--strip"]), ("plain.jpg", [])):
+        out = f"{name}.webp"
+        assert invoke([name, "-o", out, "-p", "avg(2)", *args]).exit_code == 0
+        with Image.open(out) as im:
+            e = im.getexif()
+        assert (int(e[296]), float(e[282]), float(e[283])) == (2, 150, 150)
+        assert 0x010F not in e and not e.get_ifd(0x8825)
+        assert io.read(out).dpi == (150, 150)
     # EXIF over what a JPEG holds: a clear failure that points at --strip
     big = Image.Exif()
     big[0x010E] = "x" * 70000
