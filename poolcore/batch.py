@@ -386,6 +386,8 @@ def _check_output(src, dest, options, input_ids, claimed) -> tuple[str | None, s
         return None, None
     real = os.path.realpath(dest)
     if real in claimed:
+        if os.path.realpath(claimed[real]) == os.path.realpath(src):
+            return "skipped", "given twice (pooled once)"  # a.png a.png, or dir and dir/a.png
         return "failed", f"same output as {claimed[real]}: {dest}"
     claimed[real] = src
     if os.path.lexists(dest):

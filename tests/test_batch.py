@@ -189,6 +189,14 @@ def test_two_inputs_never_share_an_output(photos, tmp_path):
     }
 
 
+def test_an_input_given_twice_is_pooled_once(photos, tmp_path):
+    a = str(photos / "a.png")
+    plan = batch.plan([a, a, "./" + os.path.relpath(a)], BatchOptions(output=tmp_path / "o"))
+    assert [t.input for t in plan.tasks] == [a]
+    assert [(r.status, r.error) for r in plan.decided] == [("skipped", "given twice (pooled "
+                                                            "once)")] * 2
+
+
 def test_missing_inputs_and_links(photos, tmp_path):
     (photos / "loop").symlink_to(photos, target_is_directory=True)
     (photos / "dead.png").symlink_to(tmp_path / "nowhere.png")
