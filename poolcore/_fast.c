@@ -366,6 +366,7 @@ static const double pc_hot_work = 0.25;
  * busy with something else simply takes fewer chunks (a static split would wait for it). */
 typedef struct {
     Py_ssize_t units, chunk, nchunks;
+    Py_ssize_t piece, pieces; /* line jobs: outputs per unit, units per line (else 0) */
     Py_ssize_t next; /* atomic */
 } sched_t;
 
@@ -408,6 +409,21 @@ static size_t med_memory(const job_t *J, size_t bsz, tbuf_t *T, char **p)
     return total + PC_ALIGN(taps * bsz) + PC_ALIGN(bins * sizeof(uint32_t));
 }
 
+/* Outputs of a line job (one axis, few values per position) gathered and run at a time:
+ * ~16 kB of positions. The pieces are fixed by the job, not by the threads, so that float
+ * sums, whose van Herk blocks start at a piece's start, come out the same whatever the
+ * thread count. */
+static Py_ssize_t line_piece(const axis_t *A)
+{
+    const Py_ssize_t I = A->G, span = A->d * (A->k - 1) + 1;
+    Py_ssize_t want = (Py_ssize_t)(16384 / (I > 0 ? I : 1));
+    if (want < 4 * span) want = 4 * span;
+    Py_ssize_t ch = (want - span) / A->s + 1;
+    if (ch < 1) ch = 1;
+    if (ch > A->out) ch = A->out;
+    return ch;
+}
+
 /* Buffers each thread needs, per level (see the level functions in _fast_engine.h). */
 static void plan_buffers(const job_t *J, tbuf_t *T, size_t bsz, size_t *bytes)
 {
@@ -429,11 +445,7 @@ static void plan_buffers(const job_t *J, tbuf_t *T, size_t bsz, size_t *bytes)
             const Py_ssize_t I = A->G, span = A->d * (A->k - 1) + 1;
             Py_ssize_t nout, npos;
             if (J->m == 1) {
-                Py_ssize_t want = (Py_ssize_t)(16384 / (I > 0 ? I : 1));
-                if (want < 4 * span) want = 4 * span;
-                Py_ssize_t ch = (want - span) / A->s + 1;
-                if (ch < 1) ch = 1;
-                if (ch > A->out) ch = A->out;
+                const Py_ssize_t ch = line_piece(A);
                 T->chunk = ch;
                 nout = ch;
                 npos = (ch - 1) * A->s + span;
@@ -505,6 +517,10 @@ static void *worker_main(void *arg)
 #endif
         if (c >= S->nchunks) break;
         Py_ssize_t u = c * S->chunk, u1 = u + S->chunk < S->units ? u + S->chunk : S->units;
+        for (; S->piece && u < u1; u++) { /* a line job: one piece of one line per unit */
+            Py_ssize_t a = (u % S->pieces) * S->piece;
+            w->inst->run(J, &T, u / S->pieces, a, a + S->piece < out0 ? a + S->piece : out0);
+        }
         while (u < u1) {
             Py_ssize_t outer = u / out0, a = u % out0;
             Py_ssize_t b = a + (u1 - u);
@@ -520,7 +536,13 @@ static void *worker_main(void *arg)
 /* Split the units over up to `nthreads` threads; returns 0 or -1 (out of memory). */
 static int run_job(const job_t *J, const inst_t *inst, int nthreads, double work)
 {
-    const Py_ssize_t units = J->O * J->ax[0].out;
+    sched_t S;
+    S.piece = S.pieces = 0;
+    if (J->m == 1 && J->last_line && J->kind != K_MED && J->ax[0].out > 0) {
+        S.piece = line_piece(&J->ax[0]);
+        S.pieces = (J->ax[0].out + S.piece - 1) / S.piece;
+    }
+    const Py_ssize_t units = J->O * (S.piece ? S.pieces : J->ax[0].out);
     if (units <= 0) return 0;
     /* a thread is worth it from about half a million elements of work */
     Py_ssize_t by_work = (Py_ssize_t)(work / pc_min_work);
@@ -530,7 +552,6 @@ static int run_job(const job_t *J, const inst_t *inst, int nthreads, double work
     if (nthreads < 1) nthreads = 1;
     worker_t ws[256];
     int failed = 0;
-    sched_t S;
     S.units = units;
     /* about 8 chunks per thread, each still a sizeable piece of work */
     S.chunk = nthreads > 1 ? units / (8 * (Py_ssize_t)nthreads) : units;

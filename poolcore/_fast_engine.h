@@ -453,6 +453,7 @@ static void FN(line_gw)(const B_T *restrict x, Py_ssize_t ub, Py_ssize_t I, Py_s
         for (; b < count; b += k) {
             const Py_ssize_t e = b + k < count ? b + k : count;
             res[b] = S[b];
+            if (e == b + 1) break; /* a last block of one window: xs[b + k] is past the line */
             B_T p = xs[b + k];
             for (Py_ssize_t u = b + 1; u < e; u++) {
                 if (u > b + 1) p = OPX(p, xs[u + k - 1]);

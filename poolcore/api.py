@@ -160,7 +160,7 @@ def adaptive_spec(
     axes: int | Sequence[int] | None = None,
 ) -> AdaptiveSpec:
     """The validated :func:`adaptive_pool` call for an input of ``shape``."""
-    ax = normalize_axes(axes, len(shape), default_nd(output_size, len(shape)))
+    ax = normalize_axes(axes, len(shape), default_nd(output_size, len(shape)), "output_size")
     return AdaptiveSpec(op, ax, adaptive_sizes(shape, ax, output_size))
 
 

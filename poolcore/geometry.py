@@ -65,12 +65,14 @@ def default_nd(kernel: object, ndim: int) -> int:
     return min(2, ndim)
 
 
-def normalize_axes(axes: int | Sequence[int] | None, ndim: int, nd: int) -> tuple[int, ...]:
-    """Pooled axes as non-negative ints; None means the last ``nd`` axes."""
+def normalize_axes(axes: int | Sequence[int] | None, ndim: int, nd: int,
+                   sized_by: str = "kernel") -> tuple[int, ...]:
+    """Pooled axes as non-negative ints; None means the last ``nd`` axes (``nd``: the length
+    of the parameter ``sized_by``, named in the error)."""
     if axes is None:
         if nd > ndim:
             raise ValueError(
-                f"`kernel` has {nd} values but the input has only {ndim} dimension(s)"
+                f"`{sized_by}` has {nd} values but the input has only {ndim} dimension(s)"
             )
         return tuple(range(ndim - nd, ndim))
     raw = tuple(axes) if _is_sequence(axes) else (axes,)
@@ -263,6 +265,16 @@ def adaptive_sizes(
                 f"`output_size` must be >= 0 on every pooled axis, got {output_size!r}"
             )
         sizes.append(o)
+    # Checked before any window bounds are made (int64 arrays of one entry per output): an
+    # output no memory holds is refused here, not by the OOM killer half-way.
+    total = 1
+    for ax, n in enumerate(shape):
+        total *= sizes[axes.index(ax)] if ax in axes else int(n)
+    if total > MAX_PARAMETER:
+        raise ValueError(
+            f"`output_size` {output_size!r} makes an output of {total:,} elements, over "
+            f"2**40; no memory holds it"
+        )
     return tuple(sizes)
 
 

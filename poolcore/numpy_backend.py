@@ -13,6 +13,7 @@ grow with k (the compiled backend uses van Herk / Gil-Werman instead).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -24,7 +25,7 @@ _UFUNC = {"max": np.maximum, "min": np.minimum, "sum": np.add}
 # Separable passes over large inputs run in bands of about this many bytes of accumulator.
 BAND_BYTES = 1 << 23
 # Median gathers k-fold copies of the input; bound them to this many elements per band.
-MEDIAN_BAND_ELEMENTS = 1 << 22
+MEDIAN_BAND_ELEMENTS = 1 << 20
 
 
 # --------------------------------------------------------------------------- dtype rules
@@ -285,9 +286,10 @@ def finish_mean(total: np.ndarray, counts: np.ndarray, dtype: np.dtype) -> np.nd
 
 
 def _separable(
-    x: np.ndarray, spec: PoolSpec, op: str, acc, pre=None, finish=None
+    x: np.ndarray, spec: PoolSpec, op: str, acc, pre=None, finish=None, into=None
 ) -> np.ndarray:
-    """The 1-D passes of ``op`` over every pooled axis, then ``finish(band, outputs)``.
+    """The 1-D passes of ``op`` over every pooled axis, then ``finish(band, outputs)``; the
+    result is written into ``into`` if given.
 
     Large inputs run in bands of output rows along the first pooled axis, every pass and the
     finish done per band, so temporaries (the wider accumulator, ``pre``'s mapped taps) stay
@@ -295,6 +297,28 @@ def _separable(
     """
     ax0, w0 = spec.axes[0], spec.windows[0]
     row_bytes = x.size // max(x.shape[ax0], 1) * np.dtype(acc or x.dtype).itemsize
+    # One output row reads a window's span of input rows: when those alone are over the band
+    # (a (40, 10**6) array pooled along its 40), the array is cut along its longest unpooled
+    # axis first, and each piece runs in bands of its own.
+    free = [a for a in range(x.ndim) if a not in spec.axes and x.shape[a] > 1]
+    if free and row_bytes * min(w0.span, x.shape[ax0] + 2 * w0.p) > BAND_BYTES:
+        cut = max(free, key=lambda a: x.shape[a])
+        pieces = min(x.shape[cut], -(-row_bytes * min(w0.span, x.shape[ax0] + 2 * w0.p)
+                                     // BAND_BYTES))
+        step = -(-x.shape[cut] // pieces)
+        out = into
+        index = [slice(None)] * x.ndim
+        for c0 in range(0, x.shape[cut], step):
+            index[cut] = slice(c0, c0 + step)
+            piece = x[tuple(index)]
+            if out is None:  # the first piece tells the result's dtype
+                part = _separable(piece, spec, op, acc, pre, finish)
+                out = np.empty(spec.out_shape(x.shape), part.dtype)
+                out[tuple(index)] = part
+                del part
+            else:
+                _separable(piece, spec, op, acc, pre, finish, into=out[tuple(index)])
+        return out
     rows = max(1, BAND_BYTES // max(row_bytes, 1))
     out = None
     for o0 in range(0, w0.out, rows):
@@ -304,10 +328,10 @@ def _separable(
             band = reduce_1d(band, ax, w, op, acc)
         if finish is not None:
             band = finish(band, (o0, o1))
-        if o0 == 0 and o1 == w0.out:
+        if o0 == 0 and o1 == w0.out and into is None:
             return band
         if out is None:
-            out = np.empty(spec.out_shape(x.shape), band.dtype)
+            out = into if into is not None else np.empty(spec.out_shape(x.shape), band.dtype)
         index = [slice(None)] * x.ndim
         index[ax0] = slice(o0, o1)
         out[tuple(index)] = band
@@ -382,13 +406,14 @@ def _lp(x: np.ndarray, spec: PoolSpec, band_counts, volume: float) -> np.ndarray
 
 def _tap_groups(starts: np.ndarray, lo: np.ndarray, hi: np.ndarray, d: int):
     """Split one axis's windows into groups of equal real-tap pattern. Each group is
-    ``(outputs, index)`` with ``index[o, j]`` the input position of real tap j of output o."""
+    ``(outputs, first, offsets)``: real tap j of output ``outputs[i]`` is at input position
+    ``first[i] + offsets[j]`` (made into a matrix per tile only: for all outputs at once it
+    would be as large as the gathered windows)."""
     groups = []
     keys = np.stack([lo, hi], axis=1)
     for key in np.unique(keys, axis=0):
         outputs = np.flatnonzero((keys == key).all(axis=1))
-        taps = np.arange(key[0], key[1], dtype=np.int64)
-        groups.append((outputs, starts[outputs, None] + taps[None, :] * d))
+        groups.append((outputs, starts[outputs], np.arange(key[0], key[1], dtype=np.int64) * d))
     return groups
 
 
@@ -434,7 +459,9 @@ def median_gather(x: np.ndarray, axes, groups, out_shape) -> np.ndarray:
 
     Median is not separable (the median of medians is not the median), so each output gathers
     its whole N-D window. Windows are processed group by group (interior, each edge) and in
-    bands along the first pooled axis, so the gathered copy stays near MEDIAN_BAND_ELEMENTS.
+    tiles of outputs along the pooled axes, from the last one (whole rows while they fit), so
+    the gathered copy stays near MEDIAN_BAND_ELEMENTS even where the first pooled axis has
+    few outputs (a (2, 100000) signal with a (1, 101) window).
     """
     dtype = x.dtype
     m = len(axes)
@@ -445,13 +472,17 @@ def median_gather(x: np.ndarray, axes, groups, out_shape) -> np.ndarray:
     if rest_size == 0:  # an empty non-pooled axis: nothing to gather (and reshape(-1) fails)
         return np.moveaxis(out, list(range(x.ndim - m, x.ndim)), list(axes))
     for combo in _product(groups):
-        taps = int(np.prod([idx.shape[1] for _, idx in combo], dtype=np.int64))
-        inner = int(np.prod([len(o) for o, _ in combo[1:]], dtype=np.int64))
-        per_row = max(1, rest_size * inner * max(taps, 1))
-        band = max(1, MEDIAN_BAND_ELEMENTS // per_row)
-        outs0, idx0 = combo[0]
-        for b0 in range(0, len(outs0), band):
-            parts = [(outs0[b0:b0 + band], idx0[b0:b0 + band])] + list(combo[1:])
+        taps = int(np.prod([len(offsets) for _, _, offsets in combo], dtype=np.int64))
+        budget = max(1, MEDIAN_BAND_ELEMENTS // max(1, rest_size * max(taps, 1)))
+        tile = []  # outputs per tile along each pooled axis
+        for outs, _, _ in reversed(combo):
+            tile.append(max(1, min(len(outs), budget)))
+            budget = max(1, budget // tile[-1])
+        tile.reverse()
+        corners = itertools.product(*(range(0, len(o), t) for (o, _, _), t in zip(combo, tile)))
+        for corner in corners:
+            parts = [(o[c:c + t], first[c:c + t, None] + offsets[None, :])
+                     for (o, first, offsets), c, t in zip(combo, corner, tile)]
             index = []
             for i, (_, idx) in enumerate(parts):
                 shape = [1] * (2 * m)

@@ -154,6 +154,14 @@ CASES = {
                                      "got (2, 2, 2)")),
     "float output_size": (adaptive(X, "max", 2.5), TypeError,
                           _("`output_size` must be an int or a sequence of ints, got 2.5")),
+    "output_size values > ndim": (adaptive(np.zeros((4, 4)), "avg", (2, 2, 2)), ValueError,
+                                  _("`output_size` has 3 values but the input has only 2 "
+                                    "dimension(s)")),
+    "output no memory holds": (adaptive(np.zeros((4, 4)), "max", (2**31, 2**31)), ValueError,
+                               _("`output_size` (2147483648, 2147483648) makes an output of "
+                                 "4,611,686,018,427,387,904 elements, over 2**40")),
+    "output_size past int64": (adaptive(np.zeros((4, 4)), "avg", 2**63), ValueError,
+                               _("`output_size` 9223372036854775808 makes an output of")),
     "empty input, adaptive": (adaptive(np.zeros((0, 4)), "max", 2), ValueError,
                               _("adaptive pooling needs a non-empty input, but axis 0 is empty")),
     # backend

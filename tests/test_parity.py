@@ -781,7 +781,11 @@ def test_threads_match_one_thread(op):
                       (sample("uint8", (45, 61, 4), rng)[..., :3],  # RGBX: the fused kernel
                        dict(kernel=3, stride=2, padding=1, axes=(0, 1))),
                       (sample("int16", (5001,), rng), dict(kernel=15, stride=1, padding=7)),
-                      (sample("float64", (33, 40), rng), dict(kernel=9, stride=1, padding=4))]:
+                      (sample("float64", (33, 40), rng), dict(kernel=9, stride=1, padding=4)),
+                      # one long line, split into pieces: float sums (van Herk blocks) too
+                      (sample("float64", (100_003,), rng), dict(kernel=31, stride=1)),
+                      (sample("float64", (2, 30_001, 2), rng), dict(kernel=7, stride=1,
+                                                                    padding=3, axes=1))]:
             fast_backend.set_threads(1)
             one = poolcore.pool(x, op, backend="fast", **kw)
             for n in (2, 3, 7):
