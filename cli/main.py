@@ -558,6 +558,20 @@ def _contact_sheet(records, path: str, quiet: bool) -> bool:
     return True
 
 
+def _one_line_warnings() -> None:
+    """Warnings (Pillow's about damaged metadata: "Truncated File Read", "Corrupt EXIF data")
+    as one line on stderr, not Python's file:line and source-code pair: the file is pooled all
+    the same, and a CI log should not look like a traceback. The command owns its process (and
+    its forked workers), so this is not done to the library's callers."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        where = "Pillow" if f"{os.sep}PIL{os.sep}" in filename else category.__name__
+        sys.stderr.write(f"poolimg: warning ({where}): {message}\n")
+
+    warnings.showwarning = show
+
+
 def run() -> None:
     """The ``poolimg`` console script: :func:`main`, then a quick exit.
 
@@ -569,6 +583,7 @@ def run() -> None:
     """
     import atexit
 
+    _one_line_warnings()
     try:
         main()  # Click's standalone mode: ends with SystemExit
         code = 0

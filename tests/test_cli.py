@@ -602,6 +602,18 @@ def run_exe(args, **kwargs):
     return subprocess.run(args, capture_output=True, env=env, timeout=120, **kwargs)
 
 
+def test_pillows_warnings_are_one_line(src):
+    """A file with damaged metadata is pooled, and Pillow's warning about it is one line on
+    stderr, not Python's file:line and source pair."""
+    exif = Image.Exif()
+    exif[0x010F] = "Maker"
+    exif[0x8769] = {0x9003: "2020:01:01 00:00:00"}
+    Image.open("src/b.jpg").save("bad.jpg", exif=exif.tobytes()[:-6])  # truncated
+    r = run_exe([sys.executable, "-m", "cli", "bad.jpg", "-o", "o.jpg", "-p", "avg(2)", "-q"])
+    assert r.returncode == 0 and Path("o.jpg").exists()
+    assert r.stderr.decode() == "poolimg: warning (Pillow): Truncated File Read\n"
+
+
 def installed_poolimg():
     exe = shutil.which("poolimg") or str(Path(sys.executable).with_name("poolimg"))
     if not Path(exe).exists():
