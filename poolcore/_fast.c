@@ -166,7 +166,8 @@ typedef struct {
     ptrdiff_t s_sn, s_sG, d_sn, d_sG;   /* byte strides of n and G in source and output */
     Py_ssize_t nseg;
     const Py_ssize_t (*seg)[3];         /* (o0, o1, strategy), ascending and disjoint */
-    const int64_t *cnt;                 /* avg/lp divisor per output, or NULL */
+    const int64_t *cnt;                 /* avg/lp divisor per output, or NULL: */
+    int64_t kcount;                     /* ... then this one for every window (k, or 1) */
     double *dcnt;                       /* the same as doubles (float results) */
     const int64_t *ast, *aen;           /* adaptive windows [ast[o], aen[o]), or NULL */
     Py_ssize_t Lpad;                    /* padded length of the last axis in bands */
@@ -764,6 +765,8 @@ static PyObject *fast_pool(PyObject *mod, PyObject *args)
         }
         PyObject *c = PyTuple_GET_ITEM(t, 12);
         A->cnt = NULL;
+        /* no table for avg/lp: every window holds k taps (no padding or overhang reached) */
+        A->kcount = fin == FIN_STORE ? 1 : A->k;
         if (c != Py_None) {
             if (ncb >= PC_MAXL * 2 || PyObject_GetBuffer(c, &cb[ncb], PyBUF_SIMPLE) < 0) goto done;
             ncb++;

@@ -601,7 +601,7 @@ static void FN(consume)(const job_t *J, tbuf_t *T, int i, Py_ssize_t o, const B_
                         char *dst, int64_t cpre)
 {
     const axis_t *A = &J->ax[i];
-    int64_t c = cpre * (A->cnt ? A->cnt[o] : 1);
+    int64_t c = cpre * (A->cnt ? A->cnt[o] : A->kcount);
     char *d = dst + o * A->d_sn;
     if (i == J->m - 1) {
         FN(finish)(J, band, 1, A->G, 0, d, 0, A->d_sG, NULL, c);
@@ -797,7 +797,8 @@ static void FN(line_level)(const job_t *J, tbuf_t *T, int i, const char *src, co
 #else
             if (A->cnt) cn = A->dcnt + c0;
 #endif
-            FN(finish)(J, res, c1 - c0, I, I, dst + c0 * A->d_sn, A->d_sn, A->d_sG, cn, cpre);
+            FN(finish)(J, res, c1 - c0, I, I, dst + c0 * A->d_sn, A->d_sn, A->d_sG, cn,
+                       A->cnt ? cpre : cpre * A->kcount);
             c0 = c1;
         }
     }

@@ -53,7 +53,8 @@ static inline void hot_px(const job_t *J, const uint8_t *const *rows, uint8_t *o
             }
         }
         if (op == HOT_AVG) {
-            int64_t cnt = A0->cnt[o0] * A1->cnt[j];
+            int64_t cnt = (A0->cnt ? A0->cnt[o0] : A0->kcount) *
+                          (A1->cnt ? A1->cnt[j] : A1->kcount);
             if (cnt < 1) cnt = 1;
             acc = (unsigned)((acc + (uint64_t)(cnt / 2)) / (uint64_t)cnt);
         }
@@ -220,7 +221,6 @@ static void hot_select(job_t *J)
     const Py_ssize_t P = A1->s_sn;
     if (A1->s_sG != 1 || !(P == C || (C == 3 && P == 4)) || A1->d_sG != 1 || A1->d_sn != C)
         return;
-    if (op == HOT_AVG && (!A0->cnt || !A1->cnt)) return;
     J->hot_variant = op;
     J->hot = hot_rows_u8;
 #if PC_HAVE_AVX2

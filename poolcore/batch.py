@@ -543,7 +543,12 @@ def _pool_and_write(read: _Read, task: Task, pipeline, options: BatchOptions) ->
         rec.write_s = time.perf_counter() - t2
         rec.status = "ok"
     except Exception as e:  # one bad file never stops the batch
-        rec.error = _reason(e, task)
+        if options.skip_existing and isinstance(e, io.OutputExistsError):
+            # written meanwhile by another process (a second run on the same tree): skipped,
+            # as an output found when planning is
+            rec.status, rec.error = "skipped", "output exists (it appeared during the run)"
+        else:
+            rec.error = _reason(e, task)
     finally:
         rec.total_s = rec.read_s + (time.perf_counter() - t1)
     return rec

@@ -334,12 +334,48 @@ def _wraps(x: np.ndarray, op: str, volume: int) -> bool:
     return numpy_backend.exact_accumulator(x, acc, volume) != acc
 
 
+# A thread's band: what lies below the outermost pooled axis, in an 8-byte accumulator (one
+# image row, one plane of a volume). Past this, a call is run in pieces (_band_cut).
+_BAND_CAP_BYTES = 1 << 24
+
+
+def _band_cut(x: np.ndarray, axes) -> tuple[int, int] | None:
+    """``(axis, pieces)`` to run a call in, when one thread's band would be over the cap (a
+    (4, 50_000_000) array pooled along its 4: 400 MB a thread): the longest unpooled axis
+    below the outermost pooled one, cut so that a piece's band fits. Pooling never looks
+    across an unpooled axis, so the pieces give the same result."""
+    order = sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))  # outer first
+    first = min(axes, key=order.index)
+    below = order[order.index(first) + 1:]
+    band = math.prod(x.shape[a] for a in below) * 8
+    free = [a for a in below if a not in axes and x.shape[a] > 1]
+    if band <= _BAND_CAP_BYTES or not free:
+        return None
+    cut = max(free, key=lambda a: x.shape[a])
+    return cut, min(x.shape[cut], -(-band // _BAND_CAP_BYTES))
+
+
 def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
     """N-D pooling of a validated call, as :func:`poolcore.numpy_backend.pool`."""
     if x.size == 0 or _wraps(x, spec.op, math.prod(w.k for w in spec.windows)):
         return numpy_backend.pool(x, spec)
-    return _run(x, spec.op, spec.axes, spec.windows, spec.out_shape(x.shape),
-                spec.count_include_pad, float(spec.p), adaptive=False)
+    cut = _band_cut(x, spec.axes)
+    if cut is None:
+        return _run(x, spec.op, spec.axes, spec.windows, spec.out_shape(x.shape),
+                    spec.count_include_pad, float(spec.p), adaptive=False)
+    axis, pieces = cut
+    step = -(-x.shape[axis] // pieces)
+    out = None
+    index = [slice(None)] * x.ndim
+    for c0 in range(0, x.shape[axis], step):
+        index[axis] = slice(c0, c0 + step)
+        piece = x[tuple(index)]
+        res = _run(piece, spec.op, spec.axes, spec.windows, spec.out_shape(piece.shape),
+                   spec.count_include_pad, float(spec.p), adaptive=False)
+        if out is None:
+            out = np.empty(spec.out_shape(x.shape), res.dtype)
+        out[tuple(index)] = res
+    return out
 
 
 def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
@@ -448,8 +484,8 @@ def _plan(shape, strides, dtype, op, axes, windows, out_shape, count_include_pad
             segs = _segments(w, exact_level, line and i == m - 1, band * acc_size, rows,
                              op in ("max", "min"))
             bounds = None
-        counts = None
-        if fin != _FIN_STORE:
+        counts = None  # the kernel then counts k taps in every window
+        if fin != _FIN_STORE and (adaptive or w.interior() != (0, w.out)):
             counts = np.ascontiguousarray(w.counts(count_include_pad), dtype=np.int64)
             counts.flags.writeable = False  # shared by every call of a cached plan
         axes_t.append((
@@ -476,6 +512,10 @@ def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
+# Bytes of the kernel's float64 output finished at a time (lp's root, the cast to float16).
+_FINISH_SLAB_BYTES = 1 << 22
+
+
 def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.ndarray:
     """Plan (cached: a batch pools image after image of one size), run the kernel, finish as
     numpy_backend does."""
@@ -493,14 +533,21 @@ def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.
     dst = np.empty(plan.dst_shape, plan.kdtype)
     _fast.pool(x, dst, plan.kind, plan.fin, p, plan.volume, _threads, *plan.outer,
                plan.axes_t, plan.line)
-    res = dst.transpose(plan.perm)
-    if op != "lp" and (res.dtype == dtype or dtype.kind != "f"):
-        return res
+    if op != "lp" and (dst.dtype == dtype or dtype.kind != "f"):
+        return dst.transpose(plan.perm)
+    # lp's root and the cast back (float16 sums and averages: one rounding, as numpy) are
+    # done slab by slab of the kernel's float64 output, straight into the result: whole, the
+    # rounding of integer lp took ~4 full-size float64 and bool temporaries (2.3 GB for a
+    # 72 MB image).
+    out = np.empty(dst.shape, dtype)
+    step = max(1, _FINISH_SLAB_BYTES // max(1, dst[:1].nbytes))
     # NaN, inf and saturation are the contract's IEEE results, not warnings (as numpy_backend)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if op == "lp":
-            res = np.power(res, 1.0 / p, out=res)
-            if dtype.kind in "iu":
-                return numpy_backend.float_to_int(res, dtype)
-            return res.astype(dtype, copy=False)
-        return res.astype(dtype)  # float16 sums and averages: one rounding, as numpy
+        for i in range(0, dst.shape[0], step):
+            part = dst[i:i + step]
+            if op == "lp":
+                np.power(part, 1.0 / p, out=part)
+                if dtype.kind in "iu":
+                    part = numpy_backend.float_to_int(part, dtype)
+            out[i:i + step] = part
+    return out.transpose(plan.perm)

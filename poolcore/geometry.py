@@ -141,14 +141,17 @@ class Window:
         line as long as the span."""
         return self.span > 4 * self.n + 4096
 
-    def starts(self) -> np.ndarray:
-        """Position of each window's first tap (negative inside the left padding)."""
-        return np.arange(self.out, dtype=np.int64) * self.s - self.p
+    def starts(self, first: int = 0, stop: int | None = None) -> np.ndarray:
+        """Position of each window's first tap (negative inside the left padding), for the
+        windows ``[first, stop)`` (default: all)."""
+        stop = self.out if stop is None else stop
+        return np.arange(first, stop, dtype=np.int64) * self.s - self.p
 
-    def real_taps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per window, the taps ``j`` in ``[lo, hi)`` that fall on real elements (lo == hi
-        when a dilated window holds only padding)."""
-        starts = self.starts()
+    def real_taps(self, first: int = 0, stop: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Per window (of ``[first, stop)``, default all), the taps ``j`` in ``[lo, hi)`` that
+        fall on real elements (lo == hi when a dilated window holds only padding)."""
+        starts = self.starts(first, stop)
         d = self.d
         lo = _clip(-(starts // d), self.k)  # first j with start + j*d >= 0
         hi = _clip(-((starts - self.n) // d), self.k)  # first j with start + j*d >= n
@@ -160,12 +163,21 @@ class Window:
         land on the input or the padding, but not the ceil_mode overhang past the right
         padding; without it, the taps on real elements only. Generalised to dilation by
         counting taps rather than positions."""
-        if count_include_pad:
-            starts = self.starts()
-            # taps j with start + j*d < n + p (padding on the left is always counted)
-            return _clip(-((starts - (self.n + self.p)) // self.d), self.k)
-        lo, hi = self.real_taps()
-        return hi - lo
+        # Windows wholly inside the input count k either way: only the edges are computed
+        # (a 10**8-long axis took seconds of integer divisions).
+        counts = np.full(self.out, self.k, dtype=np.int64)
+        lo_in, hi_in = (min(v, self.out) for v in self.interior())
+        for first, stop in ((0, lo_in), (max(lo_in, hi_in), self.out)):
+            if first >= stop:
+                continue
+            if count_include_pad:
+                starts = self.starts(first, stop)
+                # taps j with start + j*d < n + p (padding on the left is always counted)
+                counts[first:stop] = _clip(-((starts - (self.n + self.p)) // self.d), self.k)
+            else:
+                lo, hi = self.real_taps(first, stop)
+                counts[first:stop] = hi - lo
+        return counts
 
     def interior(self) -> tuple[int, int]:
         """Outputs ``[lo, hi)`` whose windows lie wholly inside the input."""

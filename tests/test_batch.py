@@ -179,6 +179,19 @@ def test_existing_outputs_fail_unless_overwrite_or_skip(photos, tmp_path):
     assert got[str(photos / "a.png")] == ("run", str(out / "a.png"))
 
 
+@pytest.mark.parametrize("skip", [True, False])
+def test_an_output_that_appears_during_the_run(photos, tmp_path, skip):
+    """Planned when it did not exist, written meanwhile by another process: skipped with
+    --skip-existing (as if found when planning), else failed; never clobbered."""
+    out = tmp_path / "out"
+    plan = batch.plan([photos / "a.png"], BatchOptions(output=out, skip_existing=skip))
+    image(out / "a.png", seed=9)
+    before = (out / "a.png").read_bytes()
+    (rec,) = batch.run(plan, AVG2, BatchOptions(output=out, skip_existing=skip, workers=1))
+    assert (rec.status, rec.error is not None) == ("skipped" if skip else "failed", True)
+    assert "exists" in rec.error and (out / "a.png").read_bytes() == before
+
+
 def test_two_inputs_never_share_an_output(photos, tmp_path):
     image(photos / "x" / "a.jpg")
     a, a2 = str(photos / "a.png"), str(photos / "x" / "a.jpg")

@@ -801,6 +801,37 @@ def test_threads_match_one_thread(op):
         _fast.config(min_work=old["min_work"])
 
 
+@pytest.mark.parametrize("op", OPS)
+def test_calls_cut_into_pieces_match(op, monkeypatch):
+    """A call whose per-thread band would be over the cap runs in pieces along an unpooled
+    axis below the outermost pooled one (forced here with a tiny cap): the same result."""
+    monkeypatch.setattr(fast_backend, "_BAND_CAP_BYTES", 64)
+    rng = np.random.default_rng(15)
+    for x, kw in [(sample("float32", (6, 301, 7), rng), dict(kernel=3, stride=2, padding=1,
+                                                              axes=(0,))),
+                  (sample("uint8", (9, 40, 5), rng), dict(kernel=(2, 3), axes=(0, 2))),
+                  (sample("int16", (7, 50), rng)[:, ::-2], dict(kernel=2, axes=(0,)))]:
+        assert fast_backend._band_cut(x, tuple(a % x.ndim for a in kw["axes"])) is not None
+        check(x, op, **kw)
+
+
+def test_lp_is_finished_without_full_size_temporaries():
+    """lp's root and rounding run slab by slab: the float64 kernel output is the one
+    full-size temporary (integer lp made four more)."""
+    import tracemalloc
+
+    x = np.random.default_rng(16).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    poolcore.pool(x[:8, :8], "lp", 3, stride=1, padding=1, axes=(0, 1), backend="fast")
+    tracemalloc.start()
+    try:
+        out = poolcore.pool(x, "lp", 3, stride=1, padding=1, axes=(0, 1), backend="fast")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the output, its float64 form, slabs of 4 MB; before: ~32x the output
+    assert peak < 9 * out.nbytes + 16 * 2**20, peak / out.nbytes
+
+
 def test_set_threads():
     old = fast_backend.set_threads(3)
     try:
