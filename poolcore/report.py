@@ -141,9 +141,13 @@ def to_csv(records, summary, pipeline, backend) -> str:
     report = to_dict(records, summary, pipeline, backend)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     w.writerow(FIELDS)
     for row in report["files"]:
-        w.writerow(_csv_cell(row[name]) for name in FIELDS)
+        cells = [_csv_cell(row[name]) for name in FIELDS]
+        # an input named "#x.png" would otherwise start a line like the trailer's comments,
+        # which readers told to skip "#" lines drop
+        (quoted if cells[0].startswith("#") else w).writerow(cells)
     w.writerow([f"# pipeline={report['pipeline']}"])
     w.writerow([f"# backend={report['backend']}"])
     for key, value in report["summary"].items():

@@ -2,6 +2,7 @@
 poolcore.atomic (tested in test_atomic.py), the summary text and the contact sheet."""
 
 import csv
+import io
 import json
 import os
 import stat
@@ -145,6 +146,15 @@ def test_csv_report(tmp_path):
         "# mpix_per_s=0.0",
     ]
     assert all(len(r) == 1 for r in rows[4:])
+
+
+def test_csv_row_of_an_input_named_with_a_hash_is_not_a_comment(tmp_path):
+    recs = [Record("#1.png", "out/#1.png", "ok", index=0), Record("b#.png", None, "skipped",
+                                                                   index=1)]
+    text = report.to_csv(recs, summary(recs), "avg(2)", "numpy")
+    lines = text.splitlines()
+    assert lines[1].startswith('"#1.png","out/#1.png","ok"') and lines[2].startswith("b#.png,")
+    assert [r[0] for r in csv.reader(io.StringIO(text))][1:3] == ["#1.png", "b#.png"]
 
 
 def test_report_suffix_is_checked(tmp_path):
