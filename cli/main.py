@@ -284,7 +284,8 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     """Pool images and .npy arrays with a pipeline of pooling stages.
 
     Each INPUT (a file, a directory with -r, or - for stdin) is read, pooled and written
-    under OUTPUT, mirroring the input tree, in the input's format unless --format. In a
+    under OUTPUT, mirroring the input tree (several directories each under its own name), in
+    the input's format unless --format. In a
     directory, files without an image or .npy suffix are skipped; a file named as an INPUT
     is read by its content. An input is never overwritten; an existing output is replaced
     only with --overwrite. Exit status: 0 all written, 1 some file failed, 2

@@ -192,6 +192,20 @@ def test_an_output_that_appears_during_the_run(photos, tmp_path, skip):
     assert "exists" in rec.error and (out / "a.png").read_bytes() == before
 
 
+def test_several_directories_are_mirrored_each_under_its_name(photos, tmp_path):
+    """poolimg -r photos/2023 photos/2024 -o small: small/2023/..., small/2024/... (as cp -r),
+    not one flattened tree in which files of the same name clash."""
+    for year in ("2023", "2024"):
+        image(tmp_path / year / "IMG_0001.jpg")
+    plan = batch.plan([tmp_path / "2023", tmp_path / "2024", photos / "a.png"],
+                      BatchOptions(output=tmp_path / "o", recursive=True))
+    outs = sorted(os.path.relpath(t.output, tmp_path / "o") for t in plan.tasks)
+    assert outs == ["2023/IMG_0001.jpg", "2024/IMG_0001.jpg", "a.png"]
+    # one directory: its files straight under the output, as before
+    plan = batch.plan([tmp_path / "2023"], BatchOptions(output=tmp_path / "o", recursive=True))
+    assert [os.path.relpath(t.output, tmp_path / "o") for t in plan.tasks] == ["IMG_0001.jpg"]
+
+
 def test_two_inputs_never_share_an_output(photos, tmp_path):
     image(photos / "x" / "a.jpg")
     a, a2 = str(photos / "a.png"), str(photos / "x" / "a.jpg")
