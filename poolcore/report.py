@@ -288,7 +288,8 @@ def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: 
     for r, a, b, size_a, size_b in rows:
         _paste(sheet, a, (gap, y0))
         _paste(sheet, b, (2 * gap + a.width, y0))
-        draw.text((gap, y0 + height + 1), f"{os.path.basename(r.input)} {size_a[0]}x{size_a[1]}",
+        draw.text((gap, y0 + height + 1),
+                  f"{printable(os.path.basename(r.input))} {size_a[0]}x{size_a[1]}",
                   fill="black")
         draw.text((2 * gap + a.width, y0 + height + 1), f"-> {size_b[0]}x{size_b[1]}",
                   fill="black")

@@ -223,6 +223,21 @@ def test_contact_sheet(tmp_path):
         report.contact_sheet(recs[-1:], tmp_path / "none.png")
 
 
+def test_contact_sheet_labels_are_one_line(tmp_path, monkeypatch):
+    from PIL import ImageDraw
+
+    said = []
+    real = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text",
+                        lambda self, xy, text, *a, **k: said.append(text) or real(
+                            self, xy, text, *a, **k))
+    src, out = tmp_path / "a\nb.png", tmp_path / "out.png"
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(src)
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(out)
+    report.contact_sheet([Record(str(src), str(out), "ok")], tmp_path / "s.png", height=20)
+    assert said[0] == "a\\x0ab.png 6x4" and all("\n" not in t for t in said)
+
+
 def test_json_report_round_trips_through_a_file(tmp_path):
     path = tmp_path / "r.json"
     report.write_report(path, records(), summary(), "avg(2)", "numpy")
