@@ -168,11 +168,12 @@ def _toml_type_error(option: click.Option, v) -> str | None:
         return None if isinstance(v, bool) else "takes true or false"
     if isinstance(v, bool):
         return "takes a value, not true or false"
-    if isinstance(option.type, IntTuple):
-        ints = isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool)
-                                           for x in v)
+    if isinstance(option.type, IntTuple):  # TOML has no null: "none" keeps an axis
+        ints = isinstance(v, list) and all(
+            (isinstance(x, int) and not isinstance(x, bool))
+            or (isinstance(x, str) and x.lower() == "none") for x in v)
         return None if ints or isinstance(v, (int, str)) else (
-            'takes an int, a list of ints or a string such as "2,3"')
+            'takes an int, a list of ints ("none" keeps an axis) or a string such as "2,3"')
     if isinstance(option.type, click.types.IntParamType):
         return None if isinstance(v, int) else "takes a whole number"
     return None if isinstance(v, str) else "takes a string"
@@ -284,8 +285,8 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     """Pool images and .npy arrays with a pipeline of pooling stages.
 
     Each INPUT (a file, a directory with -r, or - for stdin) is read, pooled and written
-    under OUTPUT, mirroring the input tree (several directories each under its own name), in
-    the input's format unless --format. In a
+    under OUTPUT, mirroring the input tree (several directories: each under its path from
+    their common parent), in the input's format unless --format. In a
     directory, files without an image or .npy suffix are skipped; a file named as an INPUT
     is read by its content. An input is never overwritten; an existing output is replaced
     only with --overwrite. Exit status: 0 all written, 1 some file failed, 2
@@ -542,13 +543,13 @@ def _contact_sheet(records, path: str, quiet: bool) -> bool:
 
     images = sum(r.status == "ok" and r.output not in (None, "-")
                  and not str(r.output).lower().endswith(".npy") for r in records)
-    if not images:
-        click.echo(f"poolimg: no contact sheet: this run wrote no image to show ({path} "
-                   "not written)", err=True)
-        return True
     try:
         _make_parent(path)
         shown = reports.contact_sheet(records, path, limit=CONTACT_SHEET_LIMIT)
+    except reports.NothingToShow:  # no image written, or none to read again (stdin)
+        click.echo(f"poolimg: no contact sheet: this run wrote no image it can show ({path} "
+                   "not written)", err=True)
+        return True
     except (OSError, ValueError) as e:
         why = getattr(e, "strerror", None) or e
         click.echo(f"poolimg: contact sheet {path} not written: {why}", err=True)

@@ -247,14 +247,20 @@ def plan(inputs: Sequence[str | os.PathLike], options: BatchOptions) -> Plan:
 
     # (input, output, status decided now or None, reason); no output for an input we refuse
     sources: list[tuple[str, str | None, str | None, str | None]] = []
-    # Several directories are mirrored each under its own name (as cp -r a b dest/ does):
-    # flattened into one, their files of the same name would claim the same outputs.
-    several = sum(a != STDIO and os.path.isdir(a) for a in args) > 1
+    # Several directories are mirrored each under its path from their common parent
+    # (photos/2023 photos/2024 -> 2023/, 2024/; x/data y/data -> x/data/, y/data/): flattened
+    # into one, their files of the same name would claim the same outputs.
+    dirs = [os.path.abspath(a) for a in args if a != STDIO and os.path.isdir(a)]
+    try:
+        common = os.path.commonpath(dirs) if len(dirs) > 1 else None
+    except ValueError:  # Windows: directories on different drives
+        common = None
     for a in args:
         if a == STDIO:
             sources.append((a, out, None, None))
         elif os.path.isdir(a):
-            under = os.path.basename(os.path.abspath(a)) if several else ""
+            under = os.path.relpath(os.path.abspath(a), common) if common else ""
+            under = "" if under == os.curdir else under
             for path, rel, status, why in _walk(a, out_real):
                 rel = os.path.join(under, rel) if under else rel
                 dest = None if status else _mirror(out, rel, options)

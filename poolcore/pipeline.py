@@ -98,9 +98,9 @@ class Stage:
         kw = self.kwargs
         first = kw["output_size"] if self.is_adaptive else kw["kernel"]
         nd = default_nd(first, 2)
-        # long enough that every window fits (an adaptive stage keeps an axis of None as it
-        # is: short enough that its output is one memory could hold)
-        self.output_shape(((1 << 20) if self.is_adaptive else (1 << 40),) * nd)
+        # long enough that every window fits; an adaptive stage fits any length, and keeps an
+        # axis of None as it is: 1, so that only its own sizes meet the output cap
+        self.output_shape((1 if self.is_adaptive else 1 << 40,) * nd)
 
     def __call__(self, x, axes=None, backend="auto") -> np.ndarray:
         kw = self.kwargs

@@ -258,6 +258,10 @@ def _seconds(t: float) -> str:
 # ---------------------------------------------------------------------------- contact sheet
 
 
+class NothingToShow(ValueError):
+    """:func:`contact_sheet` found no written image it can show (and wrote nothing)."""
+
+
 def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: int = 6,
                   height: int = 200) -> int:
     """Write a PNG with one row per written image: the input beside its output, both shown
@@ -279,7 +283,7 @@ def contact_sheet(records: Sequence[Record], path: str | os.PathLike, *, limit: 
         rows.append((r, _fit(a, height, Image.Resampling.LANCZOS),
                      _fit(b, height, Image.Resampling.NEAREST), a.size, b.size))
     if not rows:
-        raise ValueError("no written image to put on a contact sheet")
+        raise NothingToShow("no written image to put on a contact sheet")
     gap, label = 8, 14
     width = max(x.width + y.width for _, x, y, _, _ in rows) + 3 * gap
     sheet = Image.new("RGB", (width, len(rows) * (height + label + gap) + gap), "white")

@@ -204,6 +204,13 @@ def test_several_directories_are_mirrored_each_under_its_name(photos, tmp_path):
     # one directory: its files straight under the output, as before
     plan = batch.plan([tmp_path / "2023"], BatchOptions(output=tmp_path / "o", recursive=True))
     assert [os.path.relpath(t.output, tmp_path / "o") for t in plan.tasks] == ["IMG_0001.jpg"]
+    # directories of the same name: their paths from where they part
+    for d in ("x", "y"):
+        image(tmp_path / d / "data" / "a.png")
+    plan = batch.plan([tmp_path / "x" / "data", tmp_path / "y" / "data"],
+                      BatchOptions(output=tmp_path / "o", recursive=True))
+    assert sorted(os.path.relpath(t.output, tmp_path / "o") for t in plan.tasks) == [
+        "x/data/a.png", "y/data/a.png"]
 
 
 def test_two_inputs_never_share_an_output(photos, tmp_path):

@@ -208,6 +208,8 @@ def test_config_stages_tables(src):
         ("stages = [1]\n", "stage 1 must be a table with `op` and its parameters ([[stages]]), "
          "got 1"),
         ('pipeline = "avg(2)"\nno-strip = true\n', "unknown key 'no-strip'"),
+        ('op = "adaptive_max"\nkernel = ["none", 2.5]\n', "kernel = ['none', 2.5]: --kernel "
+         'takes an int, a list of ints ("none" keeps an axis)'),
     ],
 )
 def test_a_bad_config_is_a_usage_error(src, text, message):
@@ -488,6 +490,10 @@ def test_a_contact_sheet_not_written_fails_the_run(src):
     r = invoke(["t.npy", "-o", "t2.npy", "-p", "avg(2)", "--contact-sheet", "s2.png"])
     assert r.exit_code == 0 and "no contact sheet: this run wrote no image" in r.stderr
     assert not Path("s2.png").exists()
+    # an image read from stdin cannot be read again to be shown: nothing to show either
+    r = invoke(["-", "-o", "piped.png", "-p", "avg(2)", "--contact-sheet", "s3.png"],
+               input=Path("src/a.png").read_bytes())
+    assert r.exit_code == 0 and "no contact sheet" in r.stderr and Path("piped.png").exists()
 
 
 @pytest.mark.parametrize("extra, named", [(["-s", "2"], "-s/--stride"),

@@ -69,6 +69,16 @@ def test_scale_is_the_step_between_outputs_per_axis():
     assert Pipeline.parse("avg(2) | adaptive_max((10, 4))").scale((60, 40)) == (6.0, 10.0)
 
 
+def test_adaptive_stages_keep_their_none_axes_when_parsed():
+    """A kept axis (None) is no size when a stage is checked: only the stage's own sizes meet
+    the output cap."""
+    stage = Pipeline.parse("adaptive_avg((None, None, 4))")
+    assert stage.output_shape((3, 10, 12)) == (3, 10, 4)
+    assert Pipeline.parse("adaptive_max((None, 4000000))").output_shape((2, 5)) == (2, 4000000)
+    with pytest.raises(ValueError, match="over 2\\*\\*40"):
+        Pipeline.parse("adaptive_max((2097152, 2097152))")
+
+
 def test_single_is_the_cli_shorthand():
     assert Pipeline.single("max", 3, stride=2, padding=1) == Pipeline.parse(
         "max(3, stride=2, padding=1)"
