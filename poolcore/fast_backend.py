@@ -363,19 +363,14 @@ def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
     if cut is None:
         return _run(x, spec.op, spec.axes, spec.windows, spec.out_shape(x.shape),
                     spec.count_include_pad, float(spec.p), adaptive=False)
-    axis, pieces = cut
-    step = -(-x.shape[axis] // pieces)
-    out = None
-    index = [slice(None)] * x.ndim
-    for c0 in range(0, x.shape[axis], step):
-        index[axis] = slice(c0, c0 + step)
-        piece = x[tuple(index)]
+    def run(piece, part):
         res = _run(piece, spec.op, spec.axes, spec.windows, spec.out_shape(piece.shape),
                    spec.count_include_pad, float(spec.p), adaptive=False)
-        if out is None:
-            out = np.empty(spec.out_shape(x.shape), res.dtype)
-        out[tuple(index)] = res
-    return out
+        if part is not None:
+            part[...] = res
+        return res
+
+    return numpy_backend.in_pieces(x, *cut, spec.out_shape(x.shape), None, run)
 
 
 def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:

@@ -285,6 +285,28 @@ def finish_mean(total: np.ndarray, counts: np.ndarray, dtype: np.dtype) -> np.nd
     return total.astype(dtype, copy=False)
 
 
+def in_pieces(x: np.ndarray, axis: int, pieces: int, out_shape, into, run) -> np.ndarray:
+    """Pool ``x`` cut into ``pieces`` along ``axis``, an axis no window crosses (unpooled):
+    ``run(piece, part)`` pools a piece into ``part``, its slice of the result, or returns its
+    result when ``part`` is None (the first piece, whose dtype makes the result; ``into``, if
+    given, is the result). Pooling never looks across an unpooled axis, so the pieces give
+    the whole's result, with temporaries the size of a piece's."""
+    step = -(-x.shape[axis] // pieces)
+    out = into
+    index = [slice(None)] * x.ndim
+    for c0 in range(0, x.shape[axis], step):
+        index[axis] = slice(c0, c0 + step)
+        where = tuple(index)
+        if out is None:
+            first = run(x[where], None)
+            out = np.empty(out_shape, first.dtype)
+            out[where] = first
+            del first
+        else:
+            run(x[where], out[where])
+    return out
+
+
 def _separable(
     x: np.ndarray, spec: PoolSpec, op: str, acc, pre=None, finish=None, into=None
 ) -> np.ndarray:
@@ -305,20 +327,9 @@ def _separable(
         cut = max(free, key=lambda a: x.shape[a])
         pieces = min(x.shape[cut], -(-row_bytes * min(w0.span, x.shape[ax0] + 2 * w0.p)
                                      // BAND_BYTES))
-        step = -(-x.shape[cut] // pieces)
-        out = into
-        index = [slice(None)] * x.ndim
-        for c0 in range(0, x.shape[cut], step):
-            index[cut] = slice(c0, c0 + step)
-            piece = x[tuple(index)]
-            if out is None:  # the first piece tells the result's dtype
-                part = _separable(piece, spec, op, acc, pre, finish)
-                out = np.empty(spec.out_shape(x.shape), part.dtype)
-                out[tuple(index)] = part
-                del part
-            else:
-                _separable(piece, spec, op, acc, pre, finish, into=out[tuple(index)])
-        return out
+        return in_pieces(x, cut, pieces, spec.out_shape(x.shape), into,
+                         lambda piece, part: _separable(piece, spec, op, acc, pre, finish,
+                                                        into=part))
     rows = max(1, BAND_BYTES // max(row_bytes, 1))
     out = None
     for o0 in range(0, w0.out, rows):
