@@ -40,9 +40,9 @@ class _Command(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)
                 if isinstance(p, click.Option)}
-        # "--strip / --no-strip": the --no- forms (to undo a --config flag) are said once, in
-        # --config's help, rather than doubling every flag's line
-        rows = {name: (re.sub(r" / --no-[a-z-]+", "", row[0]), row[1])
+        # "--strip / --no-strip": the opposite forms (to undo a --config flag) are said once,
+        # in --config's help, rather than doubling every flag's line
+        rows = {name: (re.sub(r" / --[a-z-]+", "", row[0]), row[1])
                 for name, row in rows.items() if row}
         # One width for the first column of every section, as one list would have.
         width = min(max(len(term) for term, _ in rows.values()), 30)
@@ -234,8 +234,8 @@ def _suffix(*suffixes: str):
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_load_config, metavar="FILE.toml",
               help='TOML: the stages (pipeline = "avg(2)" or [[stages]] tables) and any long '
-              "option (workers = 4); the command line wins: --no-strip, --no-overwrite and the "
-              "like undo a flag the file sets.")
+              "option (workers = 4); the command line wins: --no-strip, --no-overwrite, --progress "
+              "and the like undo a flag the file sets.")
 @click.option("-r", "--recursive/--no-recursive", help="Descend into directories.")
 @click.option("--layout", type=click.Choice(LAYOUTS, case_sensitive=False), metavar="LAYOUT",
               help=f"Axes of .npy inputs: {', '.join(LAYOUTS)}; H, W (and D) are pooled "
@@ -259,14 +259,14 @@ def _suffix(*suffixes: str):
 @click.option("--skip-existing/--no-skip-existing", help="Skip inputs whose output exists.")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="Worker processes [default: one per CPU; 1 for under 4 MB of input].")
-@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+@click.option("--threads", type=click.IntRange(1, 256), metavar="N",  # fast_backend.MAX_THREADS
               help="Threads per process, for the compiled kernels and for reading the next "
               "file ahead [default: one per CPU in a single process, 1 per worker; "
               "POOLCORE_THREADS].")
 @click.option("--backend", type=click.Choice(("auto", "numpy", "fast")), default="auto",
               show_default=True, help="Pooling kernels.")
 @click.option("--fail-fast/--no-fail-fast", help="Stop at the first failed file.")
-@click.option("--dry-run", is_flag=True,
+@click.option("--dry-run/--no-dry-run",
               help="List inputs, outputs and shapes on stdout; write nothing.")
 @click.option("--report", type=click.Path(dir_okay=False), metavar="FILE.json|FILE.csv",
               callback=_suffix(".json", ".csv"), help="Per-file timings and a summary.")
@@ -274,7 +274,7 @@ def _suffix(*suffixes: str):
               callback=_suffix(".png"),
               help=f"A PNG of the first {CONTACT_SHEET_LIMIT} images beside their outputs.")
 @click.option("-q", "--quiet/--no-quiet", help="No progress bar, no summary; failures only.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress/--progress", help="No progress bar.")
 @click.option("--version", is_flag=True, is_eager=True, expose_value=False,
               callback=_print_version, help="Show the version and the backends, and exit.")
 @click.pass_context
@@ -338,8 +338,8 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
     if op is None:
         names = {"-k/--kernel": "kernel", "-s/--stride": "stride", "--padding": "padding",
                  "--ceil-mode": "ceil_mode"}
-        given = [flag for flag, v in shorthand.items()
-                 if v is not None and source(names[flag]) is ParameterSource.COMMANDLINE]
+        given = [flag for flag, v in shorthand.items()  # --no-ceil-mode asks for nothing
+                 if v not in (None, False) and source(names[flag]) is ParameterSource.COMMANDLINE]
         if given:
             raise click.UsageError(f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} "
                                    "with --op (the one-stage shorthand)")
@@ -379,7 +379,7 @@ def main(ctx: click.Context, inputs, output, pipeline, op, kernel, stride, paddi
             format=format_.lower() if format_ else None, quality=quality,
             strip=strip, background=background, linear_light=linear_light, max_pixels=max_pixels,
         )
-    except ValueError as e:  # what Click's types cannot say: threads over the kernels' cap
+    except ValueError as e:  # anything Click's types let through
         raise click.UsageError(str(e)) from None
     try:
         plan = batch.plan(inputs, options)

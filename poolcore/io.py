@@ -185,7 +185,10 @@ class Item:
 
     @property
     def pixels(self) -> int:
-        """Pooled-plane elements over all frames (H*W per image frame), for MPix/s reports."""
+        """What a batch pooled, for MPix/s reports: H*W per image frame (a pixel's channels
+        are one pixel), every element of an array (an NCHW tensor is N*C planes)."""
+        if self.kind == "npy":
+            return sum(a.size for a in self.all_frames)
         total = 0
         for a in self.all_frames:
             n = 1

@@ -223,6 +223,14 @@ def test_two_inputs_never_share_an_output(photos, tmp_path):
     }
 
 
+def test_megapixels_count_an_arrays_every_element_and_an_images_pixels():
+    from poolcore import io
+
+    assert io.Item(np.zeros((2, 3, 64, 64)), (2, 3), "npy").pixels == 2 * 3 * 64 * 64
+    assert io.Item(np.zeros((64, 48, 3), np.uint8), (0, 1), "image", mode="RGB").pixels == (
+        64 * 48)
+
+
 def test_an_input_given_twice_is_pooled_once(photos, tmp_path):
     a = str(photos / "a.png")
     plan = batch.plan([a, a, "./" + os.path.relpath(a)], BatchOptions(output=tmp_path / "o"))

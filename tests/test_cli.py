@@ -113,7 +113,7 @@ USAGE = "Usage: main -o PATH [OPTIONS] INPUT...\nTry 'main --help' for help.\n\n
         (["src", "-r", "-o", "o", "-p", "avg(2)", "--workers", "0"],
          "Invalid value for '--workers': 0 is not in the range x>=1."),
         (["src", "-r", "-o", "o", "-p", "avg(2)", "--threads", "0"],
-         "Invalid value for '--threads': 0 is not in the range x>=1."),
+         "Invalid value for '--threads': 0 is not in the range 1<=x<=256."),
         (["src", "-r", "-p", "avg(2)"], "Missing option '-o' / '--output'."),
     ],
 )
@@ -237,13 +237,22 @@ def test_the_command_line_beats_the_configs_flags(src):
     assert tree(Path("o")) == before
     r = invoke(["src", "-r", "-o", "o", "-p", "avg(2)", "--overwrite", "--skip-existing"])
     assert r.exit_code == 2 and "exclude each other" in r.stderr
+    # every flag a file can set has its opposite; --no-ceil-mode asks the shorthand for nothing
+    Path("more.toml").write_text('op = "max"\nkernel = 3\nceil-mode = true\ndry-run = true\n'
+                                 'no-progress = true\n')
+    r = invoke(["src/a.png", "-o", "nc.png", "--config", "more.toml", "-p", "avg(2)",
+                "--no-ceil-mode", "--no-dry-run", "--progress", "-q"])
+    assert r.exit_code == 0 and Path("nc.png").exists()
+    assert invoke(["src/a.png", "-o", "nc2.png", "-p", "avg(2)", "--no-ceil-mode"]).exit_code == 0
 
 
 def test_threads_over_the_kernels_limit_are_a_usage_error(src, monkeypatch):
     r = invoke(["src/a.png", "-o", "o.png", "-p", "avg(2)", "--threads", "3000000000"])
-    assert r.exit_code == 2 and "got 3000000000" in r.stderr
+    assert r.exit_code == 2 and "3000000000 is not in the range 1<=x<=256" in r.stderr
     assert not Path("o.png").exists()
     fast_backend = pytest.importorskip("poolcore.fast_backend")
+    threads = next(p for p in main.params if p.name == "threads")
+    assert threads.type.max == fast_backend.MAX_THREADS  # the help's range is the kernels' cap
     monkeypatch.setenv("POOLCORE_THREADS", "3000000000")  # more than the kernels split into
     assert fast_backend._default_threads() == fast_backend.MAX_THREADS
 
