@@ -8,6 +8,7 @@ numpy, Pillow, tqdm and poolcore are imported inside the command, so that ``--he
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -530,9 +531,14 @@ def _dry_run_line(r) -> str:
 
 
 def _make_parent(path: str) -> None:
+    """Create the directories a report or contact sheet goes in, as -o's are."""
     parent = os.path.dirname(path)
     if parent:
-        os.makedirs(parent, exist_ok=True)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except FileExistsError:  # makedirs' word for a file where a directory should be
+            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is a file, not a directory",
+                                     parent) from None
 
 
 def _contact_sheet(records, path: str, quiet: bool) -> bool:

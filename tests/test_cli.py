@@ -836,7 +836,8 @@ def test_report_directories_are_created_and_a_failed_report_exits_1(src):
     Path("afile").write_text("a file, not a directory")
     r = invoke(["src/b.jpg", "-o", "o.jpg", "-p", "avg(2)", "--report", "afile/r.csv"])
     assert r.exit_code == 1
-    assert "poolimg: cannot write the report afile/r.csv: File exists" in r.stderr
+    assert ("poolimg: cannot write the report afile/r.csv: afile is a file, not a directory"
+            in r.stderr)
     assert Path("o.jpg").exists()
 
 
