@@ -344,6 +344,8 @@ def _band_cut(x: np.ndarray, axes) -> tuple[int, int] | None:
     (4, 50_000_000) array pooled along its 4: 400 MB a thread): the longest unpooled axis
     below the outermost pooled one, cut so that a piece's band fits. Pooling never looks
     across an unpooled axis, so the pieces give the same result."""
+    if x.size * 8 <= _BAND_CAP_BYTES:  # no band can be over it (the common case, at once)
+        return None
     order = sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))  # outer first
     first = min(axes, key=order.index)
     below = order[order.index(first) + 1:]
@@ -363,6 +365,7 @@ def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
     if cut is None:
         return _run(x, spec.op, spec.axes, spec.windows, spec.out_shape(x.shape),
                     spec.count_include_pad, float(spec.p), adaptive=False)
+
     def run(piece, part):
         res = _run(piece, spec.op, spec.axes, spec.windows, spec.out_shape(piece.shape),
                    spec.count_include_pad, float(spec.p), adaptive=False)

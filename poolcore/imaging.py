@@ -79,13 +79,14 @@ def pool_item(item: Item, pipeline: Pipeline, *, linear_light: bool = False,
         for stage in pipeline.stages:
             a = _pool_stage(a, mode, stage, linear_light, backend, item.axes)
         out.append(a)
-    scale = pipeline.scale(frames[0].shape, item.axes)
     dpi, exif = item.dpi, item.exif
-    if dpi is not None:
-        h, w = item.axes[-2:]  # of (0, 1), or of a volume's (0, 1, 2)
-        dpi = (dpi[0] / scale[w], dpi[1] / scale[h])
-    if item.layout == "dhw":  # an ImageJ stack's slice count and z spacing
-        exif = fit_imagej(exif, out[0].shape[0], scale[0])
+    if dpi is not None or item.layout == "dhw":  # the metadata that says the pixel pitch
+        scale = pipeline.scale(frames[0].shape, item.axes)
+        if dpi is not None:
+            h, w = item.axes[-2:]  # of (0, 1), or of a volume's (0, 1, 2)
+            dpi = (dpi[0] / scale[w], dpi[1] / scale[h])
+        if item.layout == "dhw":  # an ImageJ stack's slice count and z spacing
+            exif = fit_imagej(exif, out[0].shape[0], scale[0])
     return replace(item, array=out[0], frames=out, dpi=dpi, exif=exif)
 
 

@@ -469,19 +469,20 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
         what, n = _pixels(im.size, n_frames)
         raise ReadError(label, _bomb_message(what, limit, n))
     volume = volume and fmt == "TIFF" and n_frames > 1  # a stack of pages, not one image
-    # The first frame is decoded before the metadata is read: a PNG's getexif() would load
-    # it anyway, and the 16-bit path must swap the decoder's rawmode before any load.
     if volume:
         _check_imagej_stack(im, label)
-    # Pillow turns a TIFF upright itself as it loads it, and drops the tag; its resolution
-    # tags are still the file's, so the turn is noted before.
+    # Pillow turns a TIFF upright itself as it loads it and drops the tag, but its resolution
+    # tags stay the file's: the turn is noted before the load.
     tiff_turn = im.tag_v2.get(0x0112, 1) if fmt == "TIFF" else 1
+    # The first frame is decoded before the metadata is read: a PNG's getexif() would load
+    # it anyway, and the 16-bit path must swap the decoder's rawmode before any load.
     wide = (_wide16.decode(im, lambda: _opened(opener, (im.format,))) if n_frames == 1
             else None)
     if wide is None:
         _wide16.check_not_wide(im, label)
         im.load()
-    turned_by_pillow = tiff_turn if 0x0112 not in getattr(im, "tag_v2", {0x0112: 1}) else 1
+    if fmt != "TIFF" or 0x0112 in im.tag_v2 or tiff_turn not in _TRANSPOSE:
+        tiff_turn = 1  # not applied by Pillow: the EXIF below says what this module applies
 
     # Metadata is taken while the file is open: a TIFF's EXIF sub-IFDs are read lazily.
     exif = im.getexif()
@@ -498,11 +499,9 @@ def _decode_open(im: ImageFile.ImageFile, opener, label, limit, volume: bool) ->
         # no pHYs: the EXIF's resolution, if any (Pillow does this for JPEG itself), so that
         # it is scaled with the pixels rather than kept and wrong by the pooling factor
         dpi = _exif_dpi(exif)
-    if dpi and (orientation in (5, 6, 7, 8) or turned_by_pillow in (5, 6, 7, 8)):
+    applied = orientation if orientation != 1 else tiff_turn  # by this module, or Pillow
+    if dpi and applied in (5, 6, 7, 8):
         dpi = (dpi[1], dpi[0])  # a quarter turn swaps the axes
-    # what was applied on read, by this module or by Pillow
-    applied = orientation if orientation != 1 or turned_by_pillow not in _TRANSPOSE \
-        else turned_by_pillow
     loop = im.info.get("loop")
     compression = im.info.get("compression") if fmt == "TIFF" else None
 

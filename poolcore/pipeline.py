@@ -119,7 +119,6 @@ class Stage:
         """The shape this stage makes of an input of ``shape`` (validates like a call)."""
         return self.spec(shape, axes).out_shape(shape)
 
-
     def __str__(self) -> str:
         kw = self.kwargs
         first = "output_size" if self.is_adaptive else "kernel"
