@@ -534,10 +534,10 @@ def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.
     if op != "lp" and (dst.dtype == dtype or dtype.kind != "f"):
         return dst.transpose(plan.perm)
     # lp's root and the cast back (float16 sums and averages: one rounding, as numpy) are
-    # done slab by slab of the kernel's float64 output, straight into the result: whole, the
-    # rounding of integer lp took ~4 full-size float64 and bool temporaries (2.3 GB for a
-    # 72 MB image).
-    out = np.empty(dst.shape, dtype)
+    # done slab by slab of the kernel's float64 output, straight into the result (the kernel's
+    # output itself for float64 lp): whole, the rounding of integer lp took ~4 full-size
+    # float64 and bool temporaries (2.3 GB for a 72 MB image).
+    out = dst if dst.dtype == dtype else np.empty(dst.shape, dtype)
     step = max(1, _FINISH_SLAB_BYTES // max(1, dst[:1].nbytes))
     # NaN, inf and saturation are the contract's IEEE results, not warnings (as numpy_backend)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -547,5 +547,6 @@ def _run(x, op, axes, windows, out_shape, count_include_pad, p, adaptive) -> np.
                 np.power(part, 1.0 / p, out=part)
                 if dtype.kind in "iu":
                     part = numpy_backend.float_to_int(part, dtype)
-            out[i:i + step] = part
+            if out is not dst:
+                out[i:i + step] = part
     return out.transpose(plan.perm)
