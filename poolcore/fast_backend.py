@@ -357,23 +357,48 @@ def _band_cut(x: np.ndarray, axes) -> tuple[int, int] | None:
     return cut, min(x.shape[cut], -(-band // _BAND_CAP_BYTES))
 
 
-def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
-    """N-D pooling of a validated call, as :func:`poolcore.numpy_backend.pool`."""
-    if x.size == 0 or _wraps(x, spec.op, math.prod(w.k for w in spec.windows)):
-        return numpy_backend.pool(x, spec)
-    cut = _band_cut(x, spec.axes)
+def _finish_cut(x: np.ndarray, axes, op: str, out_shape) -> tuple[int, int] | None:
+    """``(axis, pieces)`` for a call whose kernel writes float64 that is then finished into
+    the result (lp's root and rounding, float16's cast), when that float64 output would be
+    over the cap: the longest unpooled axis, cut so that it is never whole (a (64, 512, 512)
+    float16 avg along its last two axes made a 128 MB float64 temporary for a 32 MB result).
+    An array pooled along all its axes cannot be cut: it stays whole."""
+    kdtype = _kernel_dtype(op, x.dtype)
+    if kdtype == x.dtype or (op != "lp" and x.dtype.kind != "f"):
+        return None  # the kernel writes the result itself
+    out_bytes = math.prod(out_shape) * kdtype.itemsize
+    free = [a for a in range(x.ndim) if a not in axes and x.shape[a] > 1]
+    if out_bytes <= _BAND_CAP_BYTES or not free:
+        return None
+    cut = max(free, key=lambda a: x.shape[a])
+    return cut, min(x.shape[cut], -(-out_bytes // _BAND_CAP_BYTES))
+
+
+def _in_pieces(x: np.ndarray, axes, op: str, out_shape, call) -> np.ndarray:
+    """``call(x)``, or ``call`` on pieces of ``x`` along an unpooled axis when one thread's band
+    (:func:`_band_cut`) or the float64 output to finish (:func:`_finish_cut`) would be over the
+    cap. Pooling never looks across an unpooled axis, so the pieces give the same result."""
+    cut = _band_cut(x, axes) or _finish_cut(x, axes, op, out_shape)
     if cut is None:
-        return _run(x, spec.op, spec.axes, spec.windows, spec.out_shape(x.shape),
-                    spec.count_include_pad, float(spec.p), adaptive=False)
+        return call(x)
 
     def run(piece, part):
-        res = _run(piece, spec.op, spec.axes, spec.windows, spec.out_shape(piece.shape),
-                   spec.count_include_pad, float(spec.p), adaptive=False)
+        res = call(piece)
         if part is not None:
             part[...] = res
         return res
 
-    return numpy_backend.in_pieces(x, *cut, spec.out_shape(x.shape), None, run)
+    return numpy_backend.in_pieces(x, *cut, out_shape, None, run)
+
+
+def pool(x: np.ndarray, spec: PoolSpec) -> np.ndarray:
+    """N-D pooling of a validated call, as :func:`poolcore.numpy_backend.pool`."""
+    if x.size == 0 or _wraps(x, spec.op, math.prod(w.k for w in spec.windows)):
+        return numpy_backend.pool(x, spec)
+    return _in_pieces(
+        x, spec.axes, spec.op, spec.out_shape(x.shape),
+        lambda piece: _run(piece, spec.op, spec.axes, spec.windows, spec.out_shape(piece.shape),
+                           spec.count_include_pad, float(spec.p), adaptive=False))
 
 
 def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
@@ -388,7 +413,10 @@ def adaptive_pool(x: np.ndarray, spec: AdaptiveSpec) -> np.ndarray:
         starts, ends = adaptive_bounds(x.shape[a], o)
         windows.append(_AdaptiveAxis(x.shape[a], o, np.ascontiguousarray(
             np.stack([starts, ends]), dtype=np.int64)))
-    return _run(x, spec.op, spec.axes, windows, out_shape, True, 2.0, adaptive=True)
+    return _in_pieces(
+        x, spec.axes, spec.op, out_shape,
+        lambda piece: _run(piece, spec.op, spec.axes, windows, spec.out_shape(piece.shape),
+                           True, 2.0, adaptive=True))
 
 
 class _Plan(NamedTuple):

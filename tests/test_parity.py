@@ -815,6 +815,25 @@ def test_calls_cut_into_pieces_match(op, monkeypatch):
         check(x, op, **kw)
 
 
+@pytest.mark.parametrize("dtype,op", [("float16", "avg"), ("float16", "sum"),
+                                      ("uint8", "lp"), ("float32", "lp"), ("int16", "lp")])
+def test_float64_outputs_to_finish_run_in_pieces(dtype, op, monkeypatch):
+    """A kernel output that is finished into the result (lp, float16 sums and averages) is
+    cut along an unpooled axis when over the cap (forced here with a tiny cap): the same
+    bits as whole, for pool and adaptive pooling; with no unpooled axis it stays whole."""
+    rng = np.random.default_rng(18)
+    x = sample(dtype, (3, 5, 31, 17), rng)
+    calls = [lambda: poolcore.pool(x, op, 3, stride=(2, 1), padding=1, backend="fast")]
+    if op != "lp":
+        calls.append(lambda: poolcore.adaptive_pool(x, op, (7, 9), backend="fast"))
+    whole = [f() for f in calls]
+    monkeypatch.setattr(fast_backend, "_BAND_CAP_BYTES", 64)
+    assert fast_backend._finish_cut(x, (2, 3), op, (3, 5, 16, 17)) == (1, 5)
+    assert fast_backend._finish_cut(x[0, 0], (0, 1), op, (16, 17)) is None
+    for f, w in zip(calls, whole):
+        np.testing.assert_array_equal(f(), w, strict=True)
+
+
 def test_lp_is_finished_without_full_size_temporaries():
     """lp's root and rounding run slab by slab: the float64 kernel output is the one
     full-size temporary (integer lp made four more)."""
