@@ -248,7 +248,8 @@ def _store(out, index, value):
         # correctly rounded; float64 -> float16/32 then rounds again, but the mean of two values
         # of that dtype is exact in float64, so the second rounding is the only one).
         value = float(value)
-    out[index] = value
+    with np.errstate(over="ignore"):  # a float16 sum past 65504 is inf, as IEEE rounds it
+        out[index] = value
 
 
 # ----------------------------------------------------------------------------- pooling
