@@ -604,8 +604,9 @@ def run() -> None:
         code = 1
     atexit._run_exitfuncs()
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with it closed (>&-)
+                stream.flush()
     except OSError:  # a closed pipe: Python would report it and exit 120
         code = code or 120
     os._exit(code)

@@ -43,21 +43,27 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool) -> Iterator[BinaryI
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
-    fd, tmp = _open_temp(directory, base)
+    # Every temporary name is recorded here before it is created, so that an exception at any
+    # point finds what to remove: a batch worker stopped by SIGTERM raises one wherever it is,
+    # and one raised between a link() and the line that kept its name left the file behind.
+    temps: list[str] = []
     try:
+        fd = _open_unnamed(directory)
+        if fd is None:
+            fd = _create_beside(directory, base, temps)
         with os.fdopen(fd, "w+b") as f:
             yield f
             f.flush()
-            if tmp is None:  # unnamed: give it its name while the descriptor is open
-                tmp = _link_unnamed(f, directory, base, path, overwrite)
-        if tmp is not None:
-            _commit(tmp, path, overwrite)
+            # unnamed: give it its name while the descriptor is open
+            named = not temps and _link_unnamed(f, directory, base, path, overwrite, temps)
+        if not named:
+            _commit(temps[-1], path, overwrite)
     except BaseException:
         # Whatever happened (encoder error, disk full, Ctrl-C), no partial file stays.
-        if tmp is not None:
+        for tmp in temps:
             try:
                 os.unlink(tmp)
-            except FileNotFoundError:
+            except FileNotFoundError:  # not created yet, or already renamed
                 pass
         raise
 
@@ -68,26 +74,30 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, overwrite: bool) -> No
         f.write(data)
 
 
-def _open_temp(directory: str, base: str) -> tuple[int, str | None]:
-    """A file to write into: unnamed (O_TMPFILE, Linux) when the file system allows it, so
-    that a process killed mid-write (SIGKILL, a dying pool worker) leaves nothing behind;
-    else a hidden named file beside the target, removed on any exception."""
+def _open_unnamed(directory: str) -> int | None:
+    """An unnamed file (O_TMPFILE, Linux) in ``directory`` when the file system allows it, so
+    that a process killed mid-write (SIGKILL, a dying pool worker) leaves nothing behind; else
+    None (a hidden named file beside the target is used, removed on any exception)."""
     if _TMPFILE:
         try:
-            fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o666)
-            return fd, None
+            return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o666)
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
                 raise
-    return _temp_beside(directory, base)
+    return None
 
 
 _TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
 
-def _link_unnamed(f, directory: str, base: str, path: str, overwrite: bool) -> str | None:
-    """Give the unnamed file ``f`` its final name; return a named temp file still to commit
-    if that could not be done directly (None when done)."""
+def _temp_name(directory: str, base: str) -> str:
+    return os.path.join(directory, f".{base[:180]}.{os.urandom(4).hex()}.tmp")
+
+
+def _link_unnamed(f, directory: str, base: str, path: str, overwrite: bool,
+                  temps: list[str]) -> bool:
+    """Give the unnamed file ``f`` its final name (True); else give it, or a copy of it, a
+    temporary name appended to ``temps``, still to commit (False)."""
     proc = f"/proc/self/fd/{f.fileno()}"
     # A directory descriptor makes os.link call linkat(AT_SYMLINK_FOLLOW), which links the
     # file behind /proc/self/fd/N; plain link() would try to link the symlink (EXDEV).
@@ -97,46 +107,42 @@ def _link_unnamed(f, directory: str, base: str, path: str, overwrite: bool) -> s
             try:
                 # fails if path exists: no clobbering of a file created meanwhile
                 os.link(proc, base, dst_dir_fd=dir_fd, follow_symlinks=True)
-                return None
+                return True
             except FileExistsError:
                 raise OutputExistsError(path) from None
             except OSError:
                 pass
         # Overwrite (rename is what replaces atomically), or linkat refused: name it, commit.
-        tmp_name = f".{base[:180]}.{os.urandom(4).hex()}.tmp"
+        temps.append(_temp_name(directory, base))
         try:
-            os.link(proc, tmp_name, dst_dir_fd=dir_fd, follow_symlinks=True)
-            return os.path.join(directory, tmp_name)
+            os.link(proc, os.path.basename(temps[-1]), dst_dir_fd=dir_fd, follow_symlinks=True)
+            return False
         except OSError:
-            pass
+            temps.pop()  # not ours (a name taken), or never created
     finally:
         os.close(dir_fd)
     # No links at all: copy the bytes into a named temp file.
     import shutil  # here: it costs ~5 ms of every poolimg start, and few file systems get here
 
-    fd, tmp = _temp_beside(directory, base)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            f.seek(0)
-            shutil.copyfileobj(f, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
+    with os.fdopen(_create_beside(directory, base, temps), "wb") as out:
+        f.seek(0)
+        shutil.copyfileobj(f, out)
+    return False
 
 
-def _temp_beside(directory: str, base: str) -> tuple[int, str]:
+def _create_beside(directory: str, base: str, temps: list[str]) -> int:
+    """A new hidden file beside the target, its name appended to ``temps``."""
     # Not mkstemp: it creates 0600. With mode 0o666 the kernel applies the umask (and any
     # default ACL) exactly as for a plain open(), so the renamed file has normal permissions.
     # Read-write: see atomic_file.
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        tmp = os.path.join(directory, f".{base[:180]}.{os.urandom(4).hex()}.tmp")
+        temps.append(_temp_name(directory, base))
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            return os.open(temps[-1], flags, 0o666)
         except FileExistsError:
-            continue
+            temps.pop()  # another's: never remove it
     raise WriteError(os.path.join(directory, base), "cannot create a temporary file")
 
 

@@ -22,6 +22,7 @@ The rules that keep a batch safe live here, not in the CLI, so that Python calle
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -339,12 +340,12 @@ def _ours(path: str) -> bool:
 def _classify(path: str, by_suffix: bool = True) -> tuple[str | None, str | None]:
     """``(status, reason)`` for an input file before any reading: None when it is to be
     read. Files found in a directory walk are ours by their suffix only (``by_suffix``)."""
+    if by_suffix and not _ours(path):  # first: a dangling LICENSE.txt link is no failure
+        return "skipped", "not an image or .npy (by its suffix)"
     if not os.path.lexists(path):
         return "failed", "no such file"
     if not os.path.exists(path):
         return "failed", "broken symbolic link"
-    if by_suffix and not _ours(path):
-        return "skipped", "not an image or .npy (by its suffix)"
     if not os.path.isfile(path):  # a read from a FIFO or a device could block forever
         return "failed", "not a regular file (a FIFO, socket or device)"
     return None, None
@@ -387,8 +388,9 @@ def _walk(root: str, exclude_real: str | None
                 yield full, os.path.relpath(full, root), "skipped", HIDDEN
                 continue
             yield (full, os.path.relpath(full, root), *_classify(full))
-    for e in errors:  # the root itself could not be listed
-        yield root, ".", "failed", f"cannot list: {e.strerror}"
+    for e in errors:  # the root, or the last directory visited, could not be listed
+        where = e.filename or root
+        yield where, os.path.relpath(where, root), "failed", f"cannot list: {e.strerror}"
 
 
 def _check_output(src, dest, options, input_ids, claimed) -> tuple[str | None, str | None]:
@@ -438,6 +440,10 @@ def run(inputs: Sequence[str | os.PathLike] | Plan, pipeline, options: BatchOpti
     the_plan = inputs if isinstance(inputs, Plan) else plan(inputs, options)
     yield from the_plan.decided
     tasks = list(the_plan.tasks)
+    if options.fail_fast and any(r.status == "failed" for r in the_plan.decided):
+        # the first failure came before any file ran (a broken link, an output in the way)
+        yield from (_not_run(t, False) for t in tasks)
+        return
     workers = _workers_for(the_plan, options)
     stop = stop or (lambda: False)
     if workers <= 1:
@@ -542,9 +548,7 @@ def _pool_and_write(read: _Read, task: Task, pipeline, options: BatchOptions) ->
         rec.out_shape = tuple(pooled.array.shape)
         rec.dtype = str(pooled.array.dtype)
         if task.output == STDIO:
-            data = io.write_bytes(pooled, format=task.format, quality=options.quality)
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            _to_stdout(io.write_bytes(pooled, format=task.format, quality=options.quality))
         else:
             parent = os.path.dirname(task.output)
             if parent:
@@ -563,6 +567,22 @@ def _pool_and_write(read: _Read, task: Task, pipeline, options: BatchOptions) ->
     finally:
         rec.total_s = rec.read_s + (time.perf_counter() - t1)
     return rec
+
+
+def _to_stdout(data: bytes) -> None:
+    """Write all of ``data`` to stdout, or raise. Unbuffered (``PYTHONUNBUFFERED=1``, common in
+    CI images), ``sys.stdout.buffer`` is the raw file, whose write to a pipe may take only part
+    of the data: one unchecked write passed a truncated image downstream with exit status 0."""
+    if sys.stdout is None:
+        raise OSError(errno.EBADF, "stdout is closed")
+    out = sys.stdout.buffer
+    view = memoryview(data)
+    while view:
+        n = out.write(view)
+        if n is None:  # a raw non-blocking pipe that is full; buffered, this is raised
+            raise BlockingIOError(errno.EAGAIN, "stdout is a non-blocking pipe and it is full")
+        view = view[n:]
+    out.flush()
 
 
 def _reason(e: Exception, task: Task) -> str:

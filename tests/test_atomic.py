@@ -108,3 +108,35 @@ def test_without_hard_links(tmp_path, monkeypatch, temp_kind):
         atomic_write(tmp_path / "a.bin", b"ccc", overwrite=False)
     assert (tmp_path / "a.bin").read_bytes() == b"bbb"
     assert os.listdir(tmp_path) == ["a.bin"]
+
+
+class Stopped(BaseException):
+    """What a batch worker's SIGTERM handler raises, wherever the worker is."""
+
+
+@pytest.mark.parametrize("where", ["link", "open", "replace"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_exception_just_after_a_file_is_created_leaves_nothing(tmp_path, monkeypatch,
+                                                                 where, overwrite, temp_kind):
+    """An exception raised the moment a temporary name comes into being (a signal handler's,
+    between the system call and the next line) still finds the file and removes it: a stopped
+    ``--overwrite`` batch left hidden .NAME.xxxx.tmp files behind."""
+    (tmp_path / "old.bin").write_bytes(b"old")
+    real = {"link": os.link, "open": os.open, "replace": os.replace}[where]
+
+    def then_stop(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if where != "open" or (len(args) > 1 and args[1] & os.O_CREAT):
+            raise Stopped
+        return result
+
+    monkeypatch.setattr(os, where, then_stop)
+    for name in ("new.bin", "old.bin"):
+        try:
+            atomic_write(tmp_path / name, b"new", overwrite=overwrite)
+        except (Stopped, OutputExistsError):
+            pass
+    left = sorted(os.listdir(tmp_path))
+    assert not [n for n in left if n.endswith(".tmp")], left
+    for name in left:  # whatever has its final name is whole
+        assert (tmp_path / name).read_bytes() in (b"old", b"new")

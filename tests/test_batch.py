@@ -1,7 +1,11 @@
 """poolcore.batch: planning (mirroring, skipping, never writing over an input), running (one bad
 file fails alone, workers give the same bytes, no partial file, a dying worker)."""
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -250,6 +254,38 @@ def test_missing_inputs_and_links(photos, tmp_path):
     assert got[str(tmp_path / "missing.png")] == ("failed", "no such file")
 
 
+def test_a_dangling_link_that_is_not_an_image_is_skipped(photos, tmp_path):
+    """In a walk, files go by their suffix first: a dead LICENSE.txt link does not fail a
+    CI run."""
+    (photos / "LICENSE.txt").symlink_to(tmp_path / "nowhere")
+    plan = batch.plan([photos], BatchOptions(output=tmp_path / "o", recursive=True))
+    assert by_input(plan)[str(photos / "LICENSE.txt")] == (
+        "skipped", "not an image or .npy (by its suffix)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root reads all")
+def test_an_unlistable_directory_is_named_wherever_it_is_walked(photos, tmp_path):
+    """The failure names the directory that could not be listed, the last one walked too
+    (it was said of the root)."""
+    locked = photos / "zz"
+    image(locked / "x.png")
+    locked.chmod(0)
+    try:
+        code = (f"import sys, json; sys.path[:0] = {sys.path!r}; from poolcore import batch; "
+                f"p = batch.plan([{str(photos)!r}], batch.BatchOptions(output={str(tmp_path)!r}"
+                f" + '/o', recursive=True)); "
+                "print(json.dumps([[r.input, r.status, r.error] for r in p.decided]))")
+        cmd = [sys.executable, "-c", code]
+        if os.geteuid() == 0:  # root lists anything: drop that power
+            cmd = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                   "--bounding-set=-dac_override,-dac_read_search", *cmd]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    finally:
+        locked.chmod(0o755)
+    failed = [(i, e) for i, s, e in json.loads(out) if s == "failed"]
+    assert failed == [(str(locked), "cannot list: Permission denied")]
+
+
 def test_the_output_directory_inside_an_input_is_not_read(photos):
     out = photos / "small"
     image(out / "old.png")
@@ -357,6 +393,15 @@ def test_fail_fast_stops_after_the_first_failure(photos, tmp_path):
     assert got["0bad.png"].status == "failed"
     assert {got[n].status for n in ("a.png", "b.jpg", "c.png", "t.npy")} == {"skipped"}
     assert got["a.png"].error.startswith("not run")
+    assert not (tmp_path / "o").exists()
+
+
+def test_fail_fast_stops_at_a_failure_found_while_planning(photos, tmp_path):
+    (photos / "0dead.png").symlink_to(tmp_path / "nowhere.png")
+    got = run_all([photos], AVG2, output=tmp_path / "o", recursive=True, fail_fast=True)
+    assert got["0dead.png"].status == "failed"
+    assert {got[n].status for n in ("a.png", "b.jpg", "c.png", "t.npy")} == {"skipped"}
+    assert "--fail-fast" in got["a.png"].error
     assert not (tmp_path / "o").exists()
 
 

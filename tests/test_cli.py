@@ -690,6 +690,35 @@ def test_installed_script_in_a_pipe(src):
     assert "<stdin>" in r.stderr.decode() or "not a recognised image" in r.stderr.decode()
 
 
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_that_stops_early_fails_the_file(src, unbuffered):
+    """`poolimg - -o - | head -c 10`: the image did not get through, so the file failed and
+    the exit status is 1. Unbuffered (PYTHONUNBUFFERED=1, as in many CI images), stdout's
+    first write took part of the image and poolimg said "1 ok" with status 0."""
+    big = np.random.default_rng(40).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    Image.fromarray(big).save("big.png")  # ~300 KB pooled: more than a pipe holds
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    with subprocess.Popen([sys.executable, "-m", "cli", "big.png", "-o", "-", "-p", "avg(2)"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        assert len(proc.stdout.read(10)) == 10
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 1, err
+    assert "Broken pipe" in err and "0 ok, 1 failed" in err
+
+
+def test_a_closed_stdout_is_no_traceback(src):
+    """`poolimg ... >&-`: the file is written and the status is 0; `-o -` fails the file,
+    saying why (both were tracebacks and status 1)."""
+    r = run_exe([sys.executable, "-m", "cli", "src/a.png", "-o", "c.png", "-p", "avg(2)", "-q"],
+                stdout=None, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0 and r.stderr == b"" and Path("c.png").exists()
+    r = run_exe([sys.executable, "-m", "cli", "src/a.png", "-o", "-", "-p", "avg(2)", "-q"],
+                stdout=None, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 1
+    assert r.stderr.decode() == "failed: src/a.png: stdout is closed\n"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_read_of_stdin_that_blocks(src, sig):
     """`producer | poolimg - ...` under `timeout` or Ctrl-C, the producer stalled: the read
